@@ -1,0 +1,99 @@
+"""The Hydra entry point: compose a config, run one job, write `result.json`.
+
+harness algorithm=sft                      one job
+harness -m algorithm=base,sft seed=0,1,2   a sweep; each job is one (algorithm, seed)
+harness --help                             the config groups and their choices
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+from harness.errors import HarnessError
+from harness.schema import register_configs
+
+log = logging.getLogger("harness")
+
+register_configs()
+
+
+def apply_smoke(cfg: DictConfig) -> None:
+    """`debug=smoke`: merge each plugin's own `smoke:` block (its tiny budget) over its settings."""
+    nodes = [cfg.task, cfg.model, cfg.algorithm, cfg.reward, cfg.logger, *cfg.eval.values()]
+    for node in nodes:
+        if not isinstance(node, DictConfig) or "smoke" not in node:
+            continue
+        with open_dict(node):
+            budget = node.pop("smoke")
+            if cfg.smoke and budget is not None:
+                node.merge_with(budget)
+
+
+def job_identity(cfg: DictConfig) -> dict[str, Any]:
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    swept = [o for o in overrides if not o.startswith(("seed=", "algorithm="))]
+    name = "-".join([cfg.algorithm.name, *swept, f"seed{cfg.seed}"])
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        group = f"{cfg.experiment_name}-{Path(hydra_cfg.sweep.dir).name}"
+    else:
+        group = cfg.experiment_name
+    return {"name": name, "group": group, "job_type": cfg.algorithm.name, "overrides": overrides}
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Train and evaluate one algorithm; returns the objective metric (for sweepers such as Optuna)."""
+    from harness.job import Job
+    from harness.runner import build_plugin
+
+    started = time.time()
+    quiet_libraries()
+    apply_smoke(cfg)
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    identity = job_identity(cfg)
+    logger = build_plugin(cfg.logger)
+    job = Job(cfg, output_dir, logger, identity, started)
+    return job.execute()
+
+
+# An absolute path: Hydra reads it as a folder however the app is started (console script, -m, tests).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    try:
+        return run_job(cfg)
+    except HarnessError as error:
+        log.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def quiet_libraries() -> None:
+    """Keep the console for the harness's own progress: no per-map bars from datasets, no weight-loading bars."""
+    import datasets
+    import transformers
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def main() -> None:
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

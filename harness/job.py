@@ -1,0 +1,147 @@
+"""One job from start to `result.json`: train the algorithm, sample the policy once, run every suite."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from harness.errors import HarnessError
+from harness.generation import load_policy, sample_completions
+from harness.protocols import EvalSuite, Policy
+from harness.results import SAMPLES_FILE, peak_memory_mb, redact, write_result
+from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
+from harness.versions import stack_versions
+
+log = logging.getLogger("harness")
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds")
+
+
+class Job:
+    def __init__(
+        self, cfg: DictConfig, output_dir: Path, logger: Any, identity: dict[str, Any], started: float
+    ) -> None:
+        self.cfg = cfg
+        self.output_dir = output_dir
+        self.logger = logger
+        self.identity = identity
+        self.started = started
+        self.config = redact(plain(cfg))
+
+    def execute(self) -> float | None:
+        cfg = self.cfg
+        algorithm = build_plugin(cfg.algorithm)
+        suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
+        self.logger.start(
+            config=self.config,
+            name=self.identity["name"],
+            group=self.identity["group"],
+            job_type=self.identity["job_type"],
+        )
+        run: Run | None = None
+        wall: dict[str, float] = {}
+        try:
+            run = Run(cfg, self.output_dir, self.logger)
+            start = time.perf_counter()
+            policy = algorithm.train(run)
+            wall["train_job"] = time.perf_counter() - start
+            start = time.perf_counter()
+            eval_metrics, tokens_generated = self.evaluate(run, policy, suites)
+            wall["eval"] = time.perf_counter() - start
+        except BaseException as error:
+            self.write(run, status="failed", error=error, wall=wall)
+            self.logger.finish(exit_code=1)
+            raise
+        metrics = {**policy.metrics, **eval_metrics}
+        path = self.write(run, status="complete", metrics=metrics, wall=wall, tokens_generated=tokens_generated)
+        self.logger.summary(metrics)
+        self.logger.finish(exit_code=0)
+        log.info("result: %s", path)
+        for key in sorted(eval_metrics):
+            log.info("  %-32s %.4f", key, eval_metrics[key])
+        objective = cfg.get("objective")
+        return metrics.get(objective) if objective else None
+
+    def evaluate(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> tuple[dict[str, float], int]:
+        """Sample the policy once on the held-out prompts; every suite reads those same samples."""
+        if not suites:
+            return {}, 0
+        prompts = list(run.load_split("eval_prompts")["prompt"])
+        limit = self.cfg.generation.num_prompts
+        if limit is not None:
+            prompts = prompts[:limit]
+        model, tokenizer = load_policy(policy.path, run.device)
+        settings = plain(self.cfg.generation)
+        completions, lengths = sample_completions(model, tokenizer, prompts, settings, run.device)
+        context = EvalContext(
+            prompts=prompts,
+            completions=completions,
+            completion_tokens=lengths,
+            policy=policy,
+            gold=run.task.gold(),
+            device=run.device,
+            generation=settings,
+        )
+        metrics: dict[str, float] = {}
+        for name, suite in suites.items():
+            for metric, value in suite.evaluate(context).items():
+                metrics[f"eval/{name}/{metric}"] = float(value)
+        context.write_samples(self.output_dir / SAMPLES_FILE)
+        return metrics, sum(lengths)
+
+    def write(
+        self,
+        run: Run | None,
+        *,
+        status: str,
+        wall: dict[str, float],
+        metrics: dict[str, float] | None = None,
+        tokens_generated: int = 0,
+        error: BaseException | None = None,
+    ) -> Path:
+        stages = run.stages if run else {}
+        cost: dict[str, Any] = {
+            "wall_s": {**{name: round(out.seconds, 3) for name, out in stages.items()}, **wall},
+            "built_now": {name: out.built_now for name, out in stages.items()},
+            "tokens_trained": {
+                name: int(out.metrics["tokens_trained"])
+                for name, out in stages.items()
+                if "tokens_trained" in out.metrics
+            },
+            "tokens_generated": tokens_generated,
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+        }
+        cost["wall_s"]["job"] = round(time.time() - self.started, 3)
+        result = {
+            "status": status,
+            "error": None if error is None else _describe(error),
+            "experiment": self.cfg.experiment_name,
+            "algorithm": self.cfg.algorithm.name,
+            "seed": self.cfg.seed,
+            "name": self.identity["name"],
+            "group": self.identity["group"],
+            "overrides": self.identity["overrides"],
+            "config": self.config,
+            "metrics": metrics or {},
+            "cost": cost,
+            "stages": stage_summary(stages),
+            "versions": stack_versions(),
+            "started_at": _timestamp(self.started),
+            "finished_at": _timestamp(time.time()),
+        }
+        return write_result(self.output_dir, result)
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, HarnessError):
+        return str(error)
+    last = traceback.format_exception_only(type(error), error)[-1].strip()
+    return last

@@ -1,0 +1,178 @@
+"""One job: the run's stages, the shared evaluation samples, and the link from training to the logger.
+
+The runner knows stages by role (datasets, base model), never algorithms by name: an algorithm asks for what
+it needs through `Run` and puts its own expensive work through `Run.stage`, so it is cached and shared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_jsonl
+from harness.protocols import GoldStandard, ModelSource, Policy, Task
+from harness.stages import StageCache, StageOutput
+
+log = logging.getLogger(__name__)
+
+HISTORY = "log_history.jsonl"
+
+
+def plain(node: Any) -> Any:
+    """A resolved, JSON-ready copy of a config node (what stage keys and results are made of)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested not in ("cpu", "cuda"):
+        raise HarnessError(f"device={requested!r} is not a device; expected auto, cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
+    return requested
+
+
+def build_plugin(node: DictConfig) -> Any:
+    """Instantiate a plugin from its config node; a user error raised by its constructor stays one line."""
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, HarnessError):
+            raise cause from None
+        reason = str(cause or error).strip().splitlines()[0]
+        raise HarnessError(f"{node.get('_target_')}: cannot be built from its config: {reason}") from error
+
+
+class Run:
+    """What an algorithm sees of the job it runs in."""
+
+    def __init__(self, cfg: DictConfig, output_dir: Path, logger: Any) -> None:
+        self.cfg = cfg
+        self.seed: int = cfg.seed
+        self.output_dir = output_dir
+        self.logger = logger
+        self.cache = StageCache(cfg.cache_dir)
+        self.device = resolve_device(cfg.device)
+        self.task: Task = build_plugin(cfg.task)
+        self.model_source: ModelSource = build_plugin(cfg.model)
+        self.stages: dict[str, StageOutput] = {}
+
+    # -- stages -----------------------------------------------------------------------------------------
+    def stage(
+        self,
+        name: str,
+        config: Any,
+        inputs: Mapping[str, StageOutput],
+        build: Callable[[Path], Mapping[str, Any] | None],
+    ) -> StageOutput:
+        output = self.cache.run(name, config, inputs, build)
+        self.stages[name] = output
+        return output
+
+    @cached_property
+    def _datasets(self) -> StageOutput:
+        config = plain(self.cfg.task)
+        fingerprint = getattr(self.task, "fingerprint", None)
+        if fingerprint is not None and (identity := fingerprint()) is not None:
+            config["data_fingerprint"] = identity  # local files: their path, sizes and modification times
+        return self.stage("data", config, {}, self.task.build_datasets)
+
+    def datasets(self) -> StageOutput:
+        """The task's datasets (a `DatasetDict` saved to disk), built once per task config."""
+        return self._datasets
+
+    @cached_property
+    def _base_model(self) -> StageOutput:
+        data = self.datasets()
+        return self.stage(
+            "base_model",
+            plain(self.cfg.model),
+            {"data": data},
+            lambda out: self.model_source.build(out, data.path),
+        )
+
+    def base_model(self) -> StageOutput:
+        """The base model every algorithm starts from (`save_pretrained` directory with its tokenizer)."""
+        return self._base_model
+
+    def load_split(self, split: str) -> Any:
+        from datasets import load_from_disk
+
+        splits = load_from_disk(str(self.datasets().path))
+        if split not in splits:
+            raise HarnessError(f"task {self.task.name!r} has no {split!r} split; it has {sorted(splits)}")
+        return splits[split]
+
+    # -- logging ----------------------------------------------------------------------------------------
+    def trainer_callback(self, namespace: str, out_dir: Path) -> Any:
+        """A transformers `TrainerCallback` that streams a trainer's logs to the logger and to the stage."""
+        from harness.training import LogForwarder
+
+        return LogForwarder(self.logger, namespace, out_dir / HISTORY)
+
+    def replay_history(self, namespace: str, stage: StageOutput) -> None:
+        """Log a cached stage's training curves again, so every job's dashboard shows them."""
+        path = stage.path / HISTORY
+        if stage.built_now or not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            step = row.pop("step", None)
+            self.logger.log({f"{namespace}/{k}": v for k, v in row.items()}, step=step)
+
+
+@dataclass
+class EvalContext:
+    """What every evaluation suite reads: the same prompts and the same samples for every algorithm."""
+
+    prompts: list[str]
+    completions: list[str]
+    completion_tokens: list[int]
+    policy: Policy
+    gold: GoldStandard | None
+    device: str
+    generation: Mapping[str, Any]
+    # per-sample values the suites add (`annotate`); they land in samples.jsonl
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+
+    def annotate(self, name: str, values: Sequence[Any]) -> None:
+        if len(values) != len(self.prompts):
+            raise ValueError(f"annotation {name!r} has {len(values)} values for {len(self.prompts)} samples")
+        self.columns[name] = list(values)
+
+    def write_samples(self, path: Path) -> None:
+        rows = []
+        for i, (prompt, completion) in enumerate(zip(self.prompts, self.completions, strict=True)):
+            row = {"prompt": prompt, "completion": completion, "completion_tokens": self.completion_tokens[i]}
+            row.update({name: values[i] for name, values in self.columns.items()})
+            rows.append(row)
+        atomic_write_jsonl(path, rows)
+
+
+def stage_summary(stages: Mapping[str, StageOutput]) -> dict[str, Any]:
+    return {
+        name: {
+            "key": out.key,
+            "path": str(out.path),
+            "built_now": out.built_now,
+            "seconds": round(out.seconds, 3),
+            "metrics": out.metrics,
+        }
+        for name, out in stages.items()
+    }

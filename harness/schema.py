@@ -1,0 +1,134 @@
+"""Structured configs: the typed shape of a run, stored in Hydra's ConfigStore.
+
+Hydra then rejects a misspelled key or a value of the wrong type while composing, before any work starts.
+TRL's trainer configs are mirrored field by field into group `trl`, so an algorithm YAML that starts with
+`defaults: [/trl@trainer: SFTConfig]` accepts every TRL field under `algorithm.trainer.*` (with TRL's own
+defaults) and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# Trainer configs an algorithm can take its `trainer` fields from: `trl@trainer: <name>`.
+TRAINER_CONFIGS = {
+    "SFTConfig": "trl:SFTConfig",
+    "DPOConfig": "trl:DPOConfig",
+    "RewardConfig": "trl:RewardConfig",
+    "GRPOConfig": "trl:GRPOConfig",
+    "RLOOConfig": "trl:RLOOConfig",
+}
+
+_PRIMITIVES = (int, float, str, bool)
+
+
+@dataclass
+class GenerationConfig:
+    """How every policy is sampled for evaluation: one place, so every algorithm is judged alike."""
+
+    max_new_tokens: int = 40  # longest completion
+    temperature: float = 1.0  # 1.0 samples the policy itself
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    batch_size: int = 256  # prompts per generate() call
+    seed: int = 1234  # sampling seed, the same for every algorithm and training seed
+    num_prompts: int | None = None  # first N eval prompts; None = all
+
+
+@dataclass
+class HarnessConfig:
+    task: Any = MISSING
+    model: Any = MISSING
+    algorithm: Any = MISSING
+    reward: Any = None
+    eval: dict[str, Any] = field(default_factory=dict)
+    logger: Any = MISSING
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
+    experiment_name: str = "default"  # groups the runs of one comparison (W&B group, report title)
+    seed: int = 0  # training seed of the algorithm stage
+    results_dir: str = "results"
+    cache_dir: str = "${results_dir}/cache"
+    device: str = "auto"  # auto | cpu | cuda
+    smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
+
+
+def _omegaconf_type(hint: Any) -> Any:
+    """The closest type OmegaConf can check; `Any` where it cannot (unions of several types, objects)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _PRIMITIVES:
+        return hint
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return str
+    if origin is Literal:
+        return str
+    if origin in (Union, types.UnionType):
+        options = [arg for arg in args if arg is not type(None)]
+        inner = _omegaconf_type(options[0]) if len(options) == 1 else Any
+        if len(options) > 1 and all(_omegaconf_type(o) is str for o in options):
+            inner = str  # e.g. `SchedulerType | str`
+        return Optional[inner] if type(None) in args and inner is not Any else inner
+    if origin in (list, list):
+        item = _omegaconf_type(args[0]) if args else Any
+        return list[item if item in _PRIMITIVES else Any]
+    if origin in (dict, dict):
+        return dict[str, Any]
+    return Any
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def mirror_dataclass(cls: type) -> type:
+    """An OmegaConf-compatible copy of a dataclass: same fields, same defaults, types it can check."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for spec in dataclasses.fields(cls):
+        if not spec.init or spec.name.startswith("_"):
+            continue
+        hint = _omegaconf_type(hints[spec.name])
+        if spec.default is not dataclasses.MISSING:
+            default = _plain(spec.default)
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = None
+        if default is None and hint is not Any and typing.get_origin(hint) is not Union:
+            hint = Optional[hint]
+        if isinstance(default, list | dict):
+            fields.append((spec.name, hint, field(default_factory=lambda d=default: d.copy())))
+        elif isinstance(default, _PRIMITIVES) or default is None:
+            fields.append((spec.name, hint, field(default=default)))
+        else:
+            fields.append((spec.name, Any, field(default=None)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Fields", fields)
+
+
+def load_object(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (once per process)."""
+    global _registered
+    if _registered:
+        return
+    store = ConfigStore.instance()
+    store.store(name="harness_schema", node=HarnessConfig)
+    for name, spec in TRAINER_CONFIGS.items():
+        store.store(group="trl", name=name, node=mirror_dataclass(load_object(spec)))
+    _registered = True

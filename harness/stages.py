@@ -1,0 +1,111 @@
+"""Content-addressed stage cache.
+
+A stage (datasets, base model, SFT policy, ...) is stored under `<cache_dir>/<stage>/<key>/`, where the key
+hashes the stage's resolved config, the keys of the stages it was built from, and the versions of the stack.
+Two jobs that need the same stage get the same directory: the first builds it while holding a file lock, the
+others wait and reuse it. `COMPLETE` is written last, so a directory without it is a killed build and is
+thrown away and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from harness.io import atomic_write_json, read_json
+from harness.versions import stack_versions
+
+log = logging.getLogger(__name__)
+
+MARKER = "COMPLETE"
+META = "stage.json"
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """A finished stage: where it lives, its key, and what its build reported."""
+
+    name: str
+    key: str
+    path: Path
+    built_now: bool
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def stage_key(name: str, config: Any, inputs: Mapping[str, StageOutput]) -> str:
+    payload = {
+        "stage": name,
+        "config": config,
+        "inputs": {role: out.key for role, out in sorted(inputs.items())},
+        "versions": stack_versions(),
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# A build gets its (empty) output directory and returns metrics to keep with the stage.
+Build = Callable[[Path], Mapping[str, Any] | None]
+
+
+class StageCache:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str, key: str) -> Path:
+        return self.root / name / key
+
+    def is_complete(self, name: str, key: str) -> bool:
+        return (self.path(name, key) / MARKER).exists()
+
+    def run(self, name: str, config: Any, inputs: Mapping[str, StageOutput], build: Build) -> StageOutput:
+        """Return the stage's output, building it first unless a complete copy is cached."""
+        key = stage_key(name, config, inputs)
+        path = self.path(name, key)
+        if self.is_complete(name, key):
+            return self._load(name, key, built_now=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path.parent / f"{key}.lock")):
+            if self.is_complete(name, key):  # another job finished it while we waited
+                log.info("stage %s: reusing %s (built by a concurrent job)", name, path)
+                return self._load(name, key, built_now=False)
+            if path.exists():
+                log.warning("stage %s: removing incomplete build at %s", name, path)
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            log.info("stage %s: building %s", name, path)
+            start = time.perf_counter()
+            metrics = dict(build(path) or {})
+            seconds = time.perf_counter() - start
+            atomic_write_json(
+                path / META,
+                {
+                    "stage": name,
+                    "key": key,
+                    "config": config,
+                    "inputs": {role: out.key for role, out in inputs.items()},
+                    "seconds": seconds,
+                    "metrics": metrics,
+                    "versions": stack_versions(),
+                    "pid": os.getpid(),
+                },
+            )
+            (path / MARKER).write_text(key + "\n")  # last: from here on the stage is complete
+            log.info("stage %s: built in %.1fs", name, seconds)
+        return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
+
+    def _load(self, name: str, key: str, built_now: bool) -> StageOutput:
+        path = self.path(name, key)
+        meta = read_json(path / META)
+        log.info("stage %s: cached at %s", name, path)
+        return StageOutput(name, key, path, built_now, meta["seconds"], meta.get("metrics", {}))
