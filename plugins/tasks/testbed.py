@@ -1,0 +1,109 @@
+"""The gold-reward testbed as a task: datasets drawn from the review grammar, and its exact judge."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from plugins.tasks.grammar import GrammarConfig, ReviewGrammar
+
+
+def join(prompt: str, completion: str) -> str:
+    return f"{prompt} {completion}".strip()
+
+
+class GrammarGold:
+    """Exact gold reward and grammaticality of prompt + completion, from the grammar's own semantics."""
+
+    def __init__(self, grammar: ReviewGrammar) -> None:
+        self.grammar = grammar
+
+    def reward(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        return [self.grammar.gold_reward(join(p, c)) for p, c in zip(prompts, completions, strict=True)]
+
+    def grammatical(self, prompts: Sequence[str], completions: Sequence[str]) -> list[bool]:
+        return [self.grammar.is_grammatical(join(p, c)) for p, c in zip(prompts, completions, strict=True)]
+
+
+class Testbed:
+    """Movie reviews from a seeded grammar, skewed negative so that alignment has room to act.
+
+    Splits: `pretrain` / `pretrain_heldout` (whole reviews for the base model), `sft` (review openings with
+    positive continuations: the stand-in for human demonstrations), `prompts` (openings for RL), and
+    `eval_prompts` (held-out openings, drawn from their own random stream).
+    """
+
+    def __init__(
+        self,
+        name: str = "testbed",
+        seed: int = 0,
+        grammar: Mapping[str, float] | None = None,
+        num_pretrain: int = 40_000,
+        num_pretrain_heldout: int = 2_000,
+        num_sft: int = 4_000,
+        num_prompts: int = 2_000,
+        num_eval_prompts: int = 256,
+        prompt_min_words: int = 2,
+        prompt_max_words: int = 5,
+    ) -> None:
+        self.name = name
+        self.seed = seed
+        self.grammar = ReviewGrammar(GrammarConfig(**(grammar or {})))
+        self.sizes = {
+            "pretrain": num_pretrain,
+            "pretrain_heldout": num_pretrain_heldout,
+            "sft": num_sft,
+            "prompts": num_prompts,
+            "eval_prompts": num_eval_prompts,
+        }
+        self.prompt_words = (prompt_min_words, prompt_max_words)
+
+    def gold(self) -> GrammarGold:
+        return GrammarGold(self.grammar)
+
+    def _rng(self, split: str) -> random.Random:
+        # One stream per split: growing one split never changes another (eval prompts stay fixed).
+        return random.Random(f"{self.seed}/{split}")
+
+    def _prompt(self, rng: random.Random) -> list[str]:
+        return self.grammar.sample_prompt(rng, *self.prompt_words)
+
+    def _reviews(self, split: str) -> list[list[str]]:
+        rng = self._rng(split)
+        return [self.grammar.sample(rng) for _ in range(self.sizes[split])]
+
+    def _prompts(self, split: str) -> list[str]:
+        rng = self._rng(split)
+        return [" ".join(self._prompt(rng)) for _ in range(self.sizes[split])]
+
+    def build_datasets(self, out_dir: Path) -> dict[str, Any]:
+        from datasets import Dataset, DatasetDict
+
+        grammar = self.grammar
+        reviews = {split: self._reviews(split) for split in ("pretrain", "pretrain_heldout")}
+        sft_rng = self._rng("sft")
+        sft = []
+        for _ in range(self.sizes["sft"]):
+            prompt = self._prompt(sft_rng)
+            review = grammar.sample(sft_rng, mood="positive", prefix=prompt)
+            sft.append({"prompt": " ".join(prompt), "completion": " " + " ".join(review[len(prompt) :])})
+        prompts = {split: self._prompts(split) for split in ("prompts", "eval_prompts")}
+        splits = DatasetDict(
+            {
+                **{s: Dataset.from_dict({"text": [" ".join(r) for r in rs]}) for s, rs in reviews.items()},
+                "sft": Dataset.from_list(sft),
+                **{s: Dataset.from_dict({"prompt": ps}) for s, ps in prompts.items()},
+            }
+        )
+        splits.save_to_disk(str(out_dir))
+        heldout = reviews["pretrain_heldout"]
+        return {
+            "entropy_per_word": grammar.entropy_per_word(heldout),
+            "mean_review_words": statistics.fmean(len(r) for r in heldout),
+            "gold_reward_pretrain": statistics.fmean(grammar.gold_reward(r) for r in heldout),
+            "gold_reward_sft": statistics.fmean(grammar.gold_reward(join(x["prompt"], x["completion"])) for x in sft),
+            **{f"size_{split}": len(rows) for split, rows in splits.items()},
+        }
