@@ -1,0 +1,15 @@
+"""`algorithm=base`: no training. The base model itself, evaluated like every other policy (the floor)."""
+
+from __future__ import annotations
+
+from harness.protocols import Policy
+from harness.runner import Run
+
+
+class Base:
+    def __init__(self, name: str = "base") -> None:
+        self.name = name
+
+    def train(self, run: Run) -> Policy:
+        base = run.base_model()
+        return Policy(path=base.path, reference_path=base.path, stages=[run.datasets(), base])

@@ -1,0 +1,30 @@
+"""`eval=gold`: the task's exact judge on the shared samples: mean gold reward and grammaticality."""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+
+from harness.runner import EvalContext
+
+log = logging.getLogger(__name__)
+
+
+class GoldEval:
+    def __init__(self, name: str = "gold") -> None:
+        self.name = name
+
+    def evaluate(self, context: EvalContext) -> dict[str, float]:
+        if context.gold is None:
+            log.warning("eval gold: this task has no gold reward; eval/gold is skipped")
+            return {}
+        rewards = context.gold.reward(context.prompts, context.completions)
+        grammatical = context.gold.grammatical(context.prompts, context.completions)
+        context.annotate("gold_reward", rewards)
+        context.annotate("grammatical", grammatical)
+        return {
+            "reward": statistics.fmean(rewards),
+            "reward_stderr": statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else 0.0,
+            "grammatical": statistics.fmean(float(g) for g in grammatical),
+        }

@@ -1,0 +1,142 @@
+"""`logger=wandb`: one W&B run per job, offline unless the user asked for online mode.
+
+Offline runs land under `<dir>/wandb/offline-run-*` and can be uploaded later with `wandb sync`.
+Each metric namespace (`train/...`, `sft/...`) gets its own step axis (`<namespace>/step`), so two stages
+trained in one job never fight over W&B's single monotonic step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WandbLogger:
+    def __init__(
+        self,
+        name: str = "wandb",
+        project: str = "alignment-harness",
+        entity: str | None = None,
+        mode: str | None = None,
+        dir: str = "results",
+        tags: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.project = project
+        self.entity = entity
+        # The user's choice wins: logger.mode, else WANDB_MODE, else offline (no server is assumed).
+        self.mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        self.dir = Path(dir)
+        self.tags = list(tags or [])
+        self.run: Any = None
+        self._axes: set[str] = set()
+
+    def start(self, *, config: Mapping[str, Any], name: str, group: str, job_type: str) -> None:
+        import wandb
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            mode=self.mode,
+            dir=str(self.dir),
+            config=dict(config),
+            name=name,
+            group=group,
+            job_type=job_type,
+            tags=self.tags,
+            settings=wandb.Settings(console="off", x_disable_stats=True),
+        )
+        log.info("W&B run %s (%s) in %s", self.run.id, self.mode, self.run.dir)
+
+    def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        row = dict(metrics)
+        if step is not None:
+            for namespace in {key.split("/", 1)[0] for key in metrics if "/" in key}:
+                axis = f"{namespace}/step"
+                if namespace not in self._axes:
+                    self.run.define_metric(axis)
+                    self.run.define_metric(f"{namespace}/*", step_metric=axis)
+                    self._axes.add(namespace)
+                row[axis] = step
+        self.run.log(row)
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        for key, value in metrics.items():
+            self.run.summary[key] = value
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+
+# -- reading an offline run back ---------------------------------------------------------------------------
+# A `.wandb` file is a 7-byte header (":W&B", magic, version) followed by LevelDB-log records in 32 KiB
+# blocks: crc32 (4 bytes), length (2, little-endian), type (1: full, 2: first, 3: middle, 4: last), data.
+# Each record's data is a serialized `wandb_internal_pb2.Record`. wandb ships no reader, so here is one.
+_HEADER, _BLOCK, _RECORD_HEADER = 7, 32 * 1024, 7
+
+
+def _records(path: Path) -> Iterator[bytes]:
+    blob = path.read_bytes()
+    if blob[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    position, pending = _HEADER, b""
+    while position + _RECORD_HEADER <= len(blob):
+        left_in_block = _BLOCK - position % _BLOCK
+        if left_in_block < _RECORD_HEADER:  # block trailer: zero padding
+            position += left_in_block
+            continue
+        length = int.from_bytes(blob[position + 4 : position + 6], "little")
+        kind = blob[position + 6]
+        data = blob[position + _RECORD_HEADER : position + _RECORD_HEADER + length]
+        position += _RECORD_HEADER + length
+        if kind == 0 and length == 0:
+            break
+        pending = data if kind in (1, 2) else pending + data
+        if kind in (1, 4):
+            yield pending
+            pending = b""
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)  # wandb stores some keys as path components
+
+
+def read_offline_run(run_dir: Path) -> dict[str, Any]:
+    """The identity, config, summary and history rows of an offline run directory (`offline-run-*`)."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2
+
+    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
+    run: dict[str, Any] = {"config": {}, "summary": {}, "history": []}
+    for data in _records(files[0]):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            info = record.run
+            run.update(id=info.run_id, project=info.project, group=info.run_group, job_type=info.job_type)
+            run["name"] = info.display_name
+            items = info.config.update
+        elif kind == "config":
+            items = record.config.update
+        elif kind == "summary":
+            run["summary"].update({_key(item): json.loads(item.value_json) for item in record.summary.update})
+            continue
+        elif kind == "history":
+            run["history"].append({_key(item): json.loads(item.value_json) for item in record.history.item})
+            continue
+        else:
+            continue
+        run["config"].update({_key(item): json.loads(item.value_json) for item in items})
+    return run
