@@ -28,15 +28,28 @@ register_configs()
 
 
 def apply_smoke(cfg: DictConfig) -> None:
-    """`debug=smoke`: merge each plugin's own `smoke:` block (its tiny budget) over its settings."""
-    nodes = [cfg.task, cfg.model, cfg.algorithm, cfg.reward, cfg.logger, *cfg.eval.values()]
-    for node in nodes:
-        if not isinstance(node, DictConfig) or "smoke" not in node:
-            continue
-        with open_dict(node):
-            budget = node.pop("smoke")
-            if cfg.smoke and budget is not None:
-                node.merge_with(budget)
+    """`debug=smoke`: merge every plugin's own `smoke:` block (its tiny budget) over its settings.
+
+    Nested plugin configs (an algorithm's `init: sft`) carry their own blocks and are handled the same way.
+    Without `debug=smoke` the blocks are simply dropped.
+    """
+
+    def is_map(node: object) -> bool:
+        return isinstance(node, DictConfig) and not node._is_none() and not node._is_missing()
+
+    def visit(node: DictConfig) -> None:
+        if "smoke" in node:
+            with open_dict(node):
+                budget = node.pop("smoke")
+                if cfg.smoke and budget is not None:
+                    node.merge_with(budget)
+        for key in list(node.keys()):
+            if is_map(child := node._get_node(key)):
+                visit(child)
+
+    for key in list(cfg.keys()):
+        if key != "hydra" and is_map(child := cfg._get_node(key)):
+            visit(child)
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:

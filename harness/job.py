@@ -78,9 +78,12 @@ class Job:
         limit = self.cfg.generation.num_prompts
         if limit is not None:
             prompts = prompts[:limit]
-        model, tokenizer = load_policy(policy.path, run.device)
         settings = plain(self.cfg.generation)
-        completions, lengths = sample_completions(model, tokenizer, prompts, settings, run.device)
+        if policy.sampler is not None:
+            completions, lengths = policy.sampler(prompts, settings, run.device)
+        else:
+            model, tokenizer = load_policy(policy.path, run.device)
+            completions, lengths = sample_completions(model, tokenizer, prompts, settings, run.device)
         context = EvalContext(
             prompts=prompts,
             completions=completions,
@@ -89,6 +92,7 @@ class Job:
             gold=run.task.gold(),
             device=run.device,
             generation=settings,
+            proxy_reward=policy.proxy_reward,
         )
         metrics: dict[str, float] = {}
         for name, suite in suites.items():

@@ -5,7 +5,7 @@ A plugin is a module under `plugins/` plus a YAML in the matching `conf/` group 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -55,14 +55,47 @@ class ModelSource(Protocol):
     def build(self, out_dir: Path, datasets_dir: Path) -> Mapping[str, Any]: ...
 
 
+# Samples one completion per prompt: (prompts, generation settings, device) -> (completions, token counts).
+Sampler = Callable[[Sequence[str], Mapping[str, Any], str], tuple[list[str], list[int]]]
+
+
 @dataclass
 class Policy:
-    """What an algorithm hands to evaluation: the trained model and the one it should stay close to."""
+    """What an algorithm hands to evaluation: the trained model and the one it should stay close to.
+
+    A policy that is a procedure rather than one model (best-of-n) supplies `sampler`; evaluation then calls
+    it instead of sampling `path`. `analytic_kl` is its exact KL to the reference when known in closed form.
+    `proxy_reward` is the learned reward the policy was optimised against, evaluated beside the gold one.
+    """
 
     path: Path
     reference_path: Path | None
     stages: list[StageOutput] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    sampler: Sampler | None = None
+    analytic_kl: float | None = None
+    proxy_reward: RewardFn | None = None
+
+
+@dataclass
+class Reward:
+    """A loaded reward: what RL algorithms optimise and best-of-n ranks by."""
+
+    name: str
+    fn: RewardFn
+    is_gold: bool
+    model_path: Path | None = None  # a learned reward model's directory (PPO starts its value model here)
+    stages: list[StageOutput] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RewardSource(Protocol):
+    """`reward=<name>`: makes the `Reward` (a task's gold function, or a reward model trained as a stage)."""
+
+    name: str
+
+    def load(self, run: Run) -> Reward: ...
 
 
 @runtime_checkable

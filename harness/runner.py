@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_jsonl
-from harness.protocols import GoldStandard, ModelSource, Policy, Task
+from harness.protocols import GoldStandard, ModelSource, Policy, Reward, RewardFn, RewardSource, Task
 from harness.stages import StageCache, StageOutput
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,48 @@ class Run:
         """The base model every algorithm starts from (`save_pretrained` directory with its tokenizer)."""
         return self._base_model
 
+    @cached_property
+    def _reward(self) -> Reward:
+        if self.cfg.get("reward") is None:
+            raise HarnessError("this algorithm needs a reward; choose one with reward=gold or reward=learned")
+        source: RewardSource = build_plugin(self.cfg.reward)
+        return source.load(self)
+
+    def reward(self) -> Reward:
+        """The reward chosen with `reward=...` (built once per job; a learned one is a cached stage)."""
+        return self._reward
+
+    def preferences(self, policy: StageOutput) -> StageOutput:
+        """Preference pairs: the task's own `preferences` split if it ships one, else pairs sampled from
+        `policy` on the task's prompts and labelled by the task (`label_pairs`, e.g. the gold reward with
+        Bradley-Terry noise, as in the DPO paper's IMDb experiment). Either way a `preferences` split."""
+        from datasets import load_from_disk
+
+        data = self.datasets()
+        if "preferences" in load_from_disk(str(data.path)):
+            return data
+        label_pairs = getattr(self.task, "label_pairs", None)
+        if label_pairs is None:
+            raise HarnessError(f"task {self.task.name!r} has no preferences split and cannot label sampled pairs")
+        settings = {**plain(self.cfg.generation), "num_prompts": None}
+        config = {"generation": settings, "task": plain(self.cfg.task)}
+
+        def build(out_dir: Path) -> dict[str, Any]:
+            from datasets import Dataset, DatasetDict
+
+            from harness.generation import load_policy, sample_completions
+
+            prompts = list(self.load_split("prompts")["prompt"])
+            model, tokenizer = load_policy(policy.path, self.device)
+            pairs = [*prompts, *prompts]  # two independent samples per prompt
+            completions, _ = sample_completions(model, tokenizer, pairs, settings, self.device)
+            first, second = completions[: len(prompts)], completions[len(prompts) :]
+            rows, info = label_pairs(prompts, first, second)
+            DatasetDict({"preferences": Dataset.from_list(rows)}).save_to_disk(str(out_dir))
+            return {"pairs": len(rows), **info}
+
+        return self.stage("preferences", config, {"data": data, "policy": policy}, build)
+
     def load_split(self, split: str) -> Any:
         from datasets import load_from_disk
 
@@ -120,11 +162,17 @@ class Run:
         return splits[split]
 
     # -- logging ----------------------------------------------------------------------------------------
+    def recorder(self, namespace: str, out_dir: Path) -> Any:
+        """A `MetricsRecorder`: `record(metrics, step)` streams to the logger and keeps the stage's history."""
+        from harness.training import MetricsRecorder
+
+        return MetricsRecorder(self.logger, namespace, out_dir / HISTORY)
+
     def trainer_callback(self, namespace: str, out_dir: Path) -> Any:
         """A transformers `TrainerCallback` that streams a trainer's logs to the logger and to the stage."""
         from harness.training import LogForwarder
 
-        return LogForwarder(self.logger, namespace, out_dir / HISTORY)
+        return LogForwarder(self.recorder(namespace, out_dir))
 
     def replay_history(self, namespace: str, stage: StageOutput) -> None:
         """Log a cached stage's training curves again, so every job's dashboard shows them."""
@@ -148,6 +196,7 @@ class EvalContext:
     gold: GoldStandard | None
     device: str
     generation: Mapping[str, Any]
+    proxy_reward: RewardFn | None = None  # the learned reward an RL policy was optimised against
     # per-sample values the suites add (`annotate`); they land in samples.jsonl
     columns: dict[str, list[Any]] = field(default_factory=dict)
 

@@ -34,11 +34,11 @@ def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Pat
         raise HarnessError(f"algorithm.trainer: {config_cls.__name__} rejected the settings: {first_line}") from error
 
 
-class LogForwarder(TrainerCallback):
-    """Streams a trainer's `on_log` records to the harness logger as `<namespace>/<name>` and keeps them.
+class MetricsRecorder:
+    """Streams training metrics to the logger as `<namespace>/<name>` and keeps them in the stage directory.
 
-    The kept history (`log_history.jsonl` in the stage directory) lets a job that reuses the cached stage
-    show the same curves, and lets the report draw them.
+    The kept history (`log_history.jsonl`) lets a job that reuses the cached stage show the same curves, and
+    lets the report draw them. Non-finite and non-numeric values are dropped.
     """
 
     def __init__(self, logger: Any, namespace: str, history_path: Path) -> None:
@@ -46,17 +46,38 @@ class LogForwarder(TrainerCallback):
         self.namespace = namespace
         self.history_path = history_path
         self.last: dict[str, float] = {}
+        self.first: dict[str, float] = {}
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any) -> None:
+    def record(self, metrics: Mapping[str, Any], step: int) -> None:
         numbers = {
             key: float(value)
-            for key, value in (logs or {}).items()
-            if isinstance(value, int | float) and math.isfinite(float(value))
+            for key, value in metrics.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
         }
         if not numbers:
             return
+        for key, value in numbers.items():
+            self.first.setdefault(key, value)
         self.last.update(numbers)
-        self.logger.log({f"{self.namespace}/{key}": value for key, value in numbers.items()}, step=state.global_step)
+        self.logger.log({f"{self.namespace}/{key}": value for key, value in numbers.items()}, step=step)
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         with self.history_path.open("a") as handle:
-            handle.write(json.dumps({"step": state.global_step, **numbers}) + "\n")
+            handle.write(json.dumps({"step": step, **numbers}) + "\n")
+
+
+class LogForwarder(TrainerCallback):
+    """A transformers `TrainerCallback` that hands every `on_log` record to a `MetricsRecorder`."""
+
+    def __init__(self, recorder: MetricsRecorder) -> None:
+        self.recorder = recorder
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.recorder.last
+
+    @property
+    def first(self) -> dict[str, float]:
+        return self.recorder.first
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any) -> None:
+        self.recorder.record(logs or {}, step=state.global_step)

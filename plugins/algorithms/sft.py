@@ -58,21 +58,10 @@ class SFT:
         changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
         return {
             "loss": forwarder.last.get("loss", float("nan")),
-            "first_loss": _first(out_dir, "loss"),
+            "first_loss": forwarder.first.get("loss", float("nan")),
             "global_step": outcome.global_step,
             "tokens_trained": int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)),
             "params_changed": changed,
             "train_runtime_s": outcome.metrics.get("train_runtime", float("nan")),
         }
 
-
-def _first(out_dir: Path, key: str) -> float:
-    import json
-
-    from harness.runner import HISTORY
-
-    for line in (out_dir / HISTORY).read_text().splitlines():
-        row = json.loads(line)
-        if key in row:
-            return float(row[key])
-    return float("nan")

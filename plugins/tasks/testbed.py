@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,7 @@ class Testbed:
         num_eval_prompts: int = 256,
         prompt_min_words: int = 2,
         prompt_max_words: int = 5,
+        preference_beta: float = 10.0,
     ) -> None:
         self.name = name
         self.seed = seed
@@ -60,9 +62,37 @@ class Testbed:
             "eval_prompts": num_eval_prompts,
         }
         self.prompt_words = (prompt_min_words, prompt_max_words)
+        self.preference_beta = preference_beta
 
     def gold(self) -> GrammarGold:
         return GrammarGold(self.grammar)
+
+    def label_pairs(
+        self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]
+    ) -> tuple[list[dict[str, str]], dict[str, float]]:
+        """Label two completions per prompt the way a noisy human would: the first is preferred with
+        probability sigmoid(beta * (r1 - r2)) under the gold reward r (Bradley-Terry; the DPO paper's IMDb
+        setup). Identical pairs carry no preference and are dropped."""
+        rng = self._rng("preferences")
+        gold = self.gold()
+        rows, agree, decided, gaps = [], 0, 0, []
+        rewards_1, rewards_2 = gold.reward(prompts, first), gold.reward(prompts, second)
+        for prompt, a, b, r_a, r_b in zip(prompts, first, second, rewards_1, rewards_2, strict=True):
+            if a == b:
+                continue
+            p_first = 1.0 / (1.0 + math.exp(-self.preference_beta * (r_a - r_b)))
+            first_wins = rng.random() < p_first
+            chosen, rejected = (a, b) if first_wins else (b, a)
+            rows.append({"prompt": prompt, "chosen": " " + chosen, "rejected": " " + rejected})
+            if r_a != r_b:
+                decided += 1
+                agree += first_wins == (r_a > r_b)
+            gaps.append(abs(r_a - r_b))
+        info = {
+            "label_agreement_with_gold": agree / decided if decided else float("nan"),
+            "mean_gold_gap": statistics.fmean(gaps) if gaps else float("nan"),
+        }
+        return rows, info
 
     def _rng(self, split: str) -> random.Random:
         # One stream per split: growing one split never changes another (eval prompts stay fixed).

@@ -1,0 +1,20 @@
+"""Every named experiment still composes and runs (in smoke mode), so none rots unnoticed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_harness
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_experiment_runs_with_smoke_budgets(tmp_path) -> None:
+    result = run_harness("-m", "experiment=glob(*)", "debug=smoke", f"results_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    from test_config import options
+
+    assert sorted(r["experiment"] for r in results) == options("experiment")
+    assert all(r["status"] == "complete" and "eval/gold/reward" in r["metrics"] for r in results)
