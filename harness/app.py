@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.errors import HarnessError
 from harness.schema import register_configs
@@ -27,11 +27,12 @@ log = logging.getLogger("harness")
 register_configs()
 
 
-def apply_smoke(cfg: DictConfig) -> None:
+def apply_smoke(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """`debug=smoke`: merge every plugin's own `smoke:` block (its tiny budget) over its settings.
 
     Nested plugin configs (an algorithm's `init: sft`) carry their own blocks and are handled the same way.
-    Without `debug=smoke` the blocks are simply dropped.
+    The user's own command-line values (`overrides`) are applied again afterwards, so
+    `debug=smoke model.train.steps=300` means what it says. Without `debug=smoke` the blocks are dropped.
     """
 
     def is_map(node: object) -> bool:
@@ -50,6 +51,21 @@ def apply_smoke(cfg: DictConfig) -> None:
     for key in list(cfg.keys()):
         if key != "hydra" and is_map(child := cfg._get_node(key)):
             visit(child)
+    if cfg.smoke and overrides:
+        reapply_overrides(cfg, overrides)
+
+
+def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """Set the values of `key=value` overrides again (group choices such as `algorithm=dpo` are skipped)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    groups = set(cfg.hydra.runtime.choices) if "hydra" in cfg else set()
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key in groups or key.startswith("hydra") or override.is_delete() or "/" in key:
+            continue
+        with open_dict(cfg):
+            OmegaConf.update(cfg, key, override.value(), merge=False)
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -71,7 +87,7 @@ def run_job(cfg: DictConfig) -> float | None:
 
     started = time.time()
     quiet_libraries()
-    apply_smoke(cfg)
+    apply_smoke(cfg, list(HydraConfig.get().overrides.task))
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     identity = job_identity(cfg)
     logger = build_plugin(cfg.logger)

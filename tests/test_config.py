@@ -102,6 +102,15 @@ def test_smoke_merges_each_plugins_own_budget(compose) -> None:
     assert "smoke" not in cfg.task and "smoke" not in cfg.algorithm
 
 
+def test_the_users_own_values_win_over_smoke_budgets(compose) -> None:
+    overrides = ["debug=smoke", "algorithm=dpo", "model.train.steps=123", "algorithm.init.trainer.max_steps=7"]
+    cfg = compose(overrides)
+    apply_smoke(cfg, overrides)
+    assert cfg.model.train.steps == 123 and cfg.algorithm.init.trainer.max_steps == 7
+    assert cfg.algorithm.trainer.max_steps == 6  # from dpo's own smoke block
+    assert cfg.algorithm.name == "dpo"
+
+
 def test_without_smoke_the_budget_blocks_are_dropped_unapplied(compose) -> None:
     cfg = compose()
     steps = cfg.model.train.steps

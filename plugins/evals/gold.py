@@ -23,7 +23,13 @@ class GoldEval:
         grammatical = context.gold.grammatical(context.prompts, context.completions)
         context.annotate("gold_reward", rewards)
         context.annotate("grammatical", grammatical)
+        metrics = {}
+        if context.proxy_reward is not None:  # what a learned reward model believed, beside the truth
+            proxy = context.proxy_reward(context.prompts, context.completions)
+            context.annotate("proxy_reward", proxy)
+            metrics["proxy_reward"] = statistics.fmean(proxy)
         return {
+            **metrics,
             "reward": statistics.fmean(rewards),
             "reward_stderr": statistics.stdev(rewards) / math.sqrt(len(rewards)) if len(rewards) > 1 else 0.0,
             "grammatical": statistics.fmean(float(g) for g in grammatical),

@@ -1,0 +1,18 @@
+"""`reward=gold`: RL optimises the task's exact reward (the DPO paper's "PPO-GT" setting)."""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+from harness.protocols import Reward
+from harness.runner import Run
+
+
+class GoldReward:
+    def __init__(self, name: str = "gold") -> None:
+        self.name = name
+
+    def load(self, run: Run) -> Reward:
+        gold = run.task.gold()
+        if gold is None:
+            raise HarnessError(f"reward=gold: task {run.task.name!r} has no gold reward; use reward=learned")
+        return Reward(name=self.name, fn=gold.reward, is_gold=True)

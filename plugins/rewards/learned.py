@@ -1,0 +1,142 @@
+"""`reward=learned`: a reward model trained on the task's preference pairs (TRL `RewardTrainer`).
+
+It starts from the SFT model (as in Ouyang et al. 2022) with a scalar head, is trained with the
+Bradley-Terry loss on `preferences`, and is a cached stage shared by every RL job of a sweep. Its held-out
+pairwise accuracy is reported both against the (noisy) labels and, where the task has one, against the gold
+reward's own ordering. `reward.trainer.max_steps=<few>` makes a deliberately weak one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.protocols import Reward
+from harness.runner import Run, plain
+
+
+def join_text(prompt: str, completion: str) -> str:
+    if not completion or completion[0].isspace() or not prompt or prompt[-1].isspace():
+        return prompt + completion
+    return f"{prompt} {completion}"
+
+
+class RewardModelFn:
+    """Scores prompt + completion texts with a sequence-classification reward model.
+
+    Like TRL's `RewardTrainer`, it appends EOS to every text, so scores match what the model was trained on.
+    """
+
+    def __init__(self, path: Path, device: str, batch_size: int = 256) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        texts = [join_text(p, c) for p, c in zip(prompts, completions, strict=True)]
+        scores: list[float] = []
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        for start in range(0, len(texts), self.batch_size):
+            rows = [[*ids, eos] for ids in self.tokenizer(texts[start : start + self.batch_size])["input_ids"]]
+            width = max(len(r) for r in rows)
+            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+            mask = (
+                torch.arange(width, device=self.device)[None, :]
+                < torch.tensor([len(r) for r in rows])[:, None].to(self.device)
+            ).long()
+            scores.extend(self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist())
+        return scores
+
+
+class LearnedReward:
+    def __init__(
+        self,
+        name: str = "learned",
+        init: Any = None,
+        trainer: Mapping[str, Any] | None = None,
+        eval_fraction: float = 0.1,
+    ) -> None:
+        self.name = name
+        self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
+        self.trainer = dict(trainer or {})
+        self.eval_fraction = eval_fraction
+
+    def load(self, run: Run) -> Reward:
+        sft = self.init.stage(run)
+        preferences = run.preferences(sft)
+        # One reward model per SFT policy (so per seed), shared by every RL algorithm starting from that SFT.
+        config = {
+            "reward": self.name,
+            "trainer": plain(self.trainer),
+            "eval_fraction": self.eval_fraction,
+            "seed": run.seed,
+        }
+        stage = run.stage(
+            "reward_model",
+            config,
+            {"preferences": preferences, "sft": sft},
+            lambda out: self._train(run, sft.path, preferences.path, out),
+        )
+        return Reward(
+            name=self.name,
+            fn=RewardModelFn(stage.path, run.device),
+            is_gold=False,
+            model_path=stage.path,
+            stages=[sft, preferences, stage],
+            metrics={f"reward_model/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)},
+        )
+
+    def _train(self, run: Run, sft_path: Path, preferences_path: Path, out_dir: Path) -> dict[str, Any]:
+        from datasets import load_from_disk
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from trl import RewardConfig, RewardTrainer
+
+        from harness.training import trainer_args
+
+        pairs = load_from_disk(str(preferences_path))["preferences"].select_columns(["prompt", "chosen", "rejected"])
+        order = list(range(len(pairs)))
+        random.Random(0).shuffle(order)
+        held_out = max(1, int(len(order) * self.eval_fraction))
+        train, test = pairs.select(order[held_out:]), pairs.select(order[:held_out])
+
+        tokenizer = AutoTokenizer.from_pretrained(sft_path)
+        model = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        args = trainer_args(
+            RewardConfig, self.trainer, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device
+        )
+        forwarder = run.trainer_callback("reward_model", out_dir)
+        trainer = RewardTrainer(
+            model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=[forwarder]
+        )
+        outcome = trainer.train()
+        trainer.save_model(str(out_dir))
+        tokenizer.save_pretrained(out_dir)
+
+        score = RewardModelFn(out_dir, run.device)
+        chosen = score(test["prompt"], test["chosen"])
+        rejected = score(test["prompt"], test["rejected"])
+        metrics: dict[str, Any] = {
+            "accuracy": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
+            "loss": forwarder.last.get("loss", float("nan")),
+            "first_loss": forwarder.first.get("loss", float("nan")),
+            "global_step": outcome.global_step,
+            "train_pairs": len(train),
+            "test_pairs": len(test),
+        }
+        gold = run.task.gold()
+        if gold is not None:  # how well it ranks by the truth, not by the noisy labels
+            gold_c, gold_r = gold.reward(test["prompt"], test["chosen"]), gold.reward(test["prompt"], test["rejected"])
+            decided = [
+                (c > r, gc > gr) for c, r, gc, gr in zip(chosen, rejected, gold_c, gold_r, strict=True) if gc != gr
+            ]
+            metrics["gold_accuracy"] = sum(a == b for a, b in decided) / len(decided) if decided else float("nan")
+        return metrics
