@@ -64,4 +64,3 @@ class SFT:
             "params_changed": changed,
             "train_runtime_s": outcome.metrics.get("train_runtime", float("nan")),
         }
-
