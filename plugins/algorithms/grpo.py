@@ -16,11 +16,28 @@ from harness.runner import Run, plain
 from harness.stages import StageOutput
 
 
-def as_trl_reward(reward: Reward) -> Callable[..., list[float]]:
-    """TRL calls reward functions with keyword arguments and names their metrics after `__name__`."""
+def as_trl_reward(
+    reward: Reward, eos_token_id: int | None = None, missing_eos_penalty: float = 0.0
+) -> Callable[..., list[float]]:
+    """Our reward as TRL wants it: keyword arguments, and a `__name__` its metrics are named after.
 
-    def reward_func(prompts: Sequence[str], completions: Sequence[str], **_: Any) -> list[float]:
-        return reward.fn(list(prompts), list(completions))
+    A completion that never emits EOS (cut at `max_completion_length`) loses `missing_eos_penalty`: without
+    it the policy learns to ramble until the cut (the missing-EOS penalty of Huang et al. 2024).
+    """
+
+    def reward_func(
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        scores = reward.fn(list(prompts), list(completions))
+        if missing_eos_penalty and completion_ids is not None and eos_token_id is not None:
+            scores = [
+                s - missing_eos_penalty * (eos_token_id not in ids)
+                for s, ids in zip(scores, completion_ids, strict=True)
+            ]
+        return scores
 
     reward_func.__name__ = f"reward_{reward.name}"
     return reward_func
@@ -32,15 +49,28 @@ class GRPO:
     trainer_name = "GRPOTrainer"
     config_name = "GRPOConfig"
 
-    def __init__(self, name: str = "grpo", init: Any = None, trainer: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "grpo",
+        init: Any = None,
+        trainer: Mapping[str, Any] | None = None,
+        missing_eos_penalty: float = 0.0,
+    ) -> None:
         self.name = name
         self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
         self.trainer = dict(trainer or {})
+        self.missing_eos_penalty = missing_eos_penalty
 
     def train(self, run: Run) -> Policy:
         sft = self.init.stage(run)
         reward = run.reward()
-        config = {"algorithm": self.name, "trainer": plain(self.trainer), "seed": run.seed, "reward": reward.name}
+        config = {
+            "algorithm": self.name,
+            "trainer": plain(self.trainer),
+            "missing_eos_penalty": self.missing_eos_penalty,
+            "seed": run.seed,
+            "reward": reward.name,
+        }
         inputs = {"sft": sft, **({"reward": reward.stages[-1]} if reward.stages else {})}
         stage = run.stage(self.name, config, inputs, lambda out: self._train(run, sft, reward, out))
         run.replay_history("train", stage)
@@ -69,7 +99,7 @@ class GRPO:
         forwarder = run.trainer_callback("train", out_dir)
         trainer = trainer_cls(
             model=model,
-            reward_funcs=as_trl_reward(reward),
+            reward_funcs=as_trl_reward(reward, tokenizer.eos_token_id, self.missing_eos_penalty),
             args=args,
             train_dataset=run.load_split("prompts"),
             processing_class=tokenizer,
