@@ -22,13 +22,12 @@ BUDGET = [
     "task.num_pretrain=8000",
     "task.num_pretrain_heldout=500",
     "task.num_sft=1500",
-    "task.num_prompts=800",
+    "task.num_prompts=1200",
     "task.num_eval_prompts=256",
     "model.n_layer=2",
     "model.n_embd=64",
     "model.n_head=2",
     "model.train.steps=400",
-    "reward.trainer.num_train_epochs=1",
     "logger=none",
 ]
 
@@ -117,9 +116,10 @@ def test_trl_preference_losses_are_reachable(root: Path, sft: dict, variant: str
 
 @pytest.mark.slow
 def test_learned_reward_model_ranks_held_out_pairs(root: Path, sft: dict) -> None:
-    result = harness_job(root, "algorithm=best_of_n", "algorithm.n=8", "reward=learned")
+    result = harness_job(root, "algorithm=best_of_n", "algorithm.n=8", "reward=learned", "reward.eval_fraction=0.2")
     rm = result["stages"]["reward_model"]["metrics"]
-    assert rm["accuracy"] > 0.6 and rm["gold_accuracy"] > 0.6
+    assert rm["test_pairs"] > 200
+    assert rm["accuracy"] > 0.6 and rm["gold_accuracy"] > 0.6  # chance is 0.5; about 3 standard errors above
     assert rm["loss"] < rm["first_loss"]
     # best-of-n by the learned reward beats plain SFT sampling on the gold reward, and reports its proxy
     assert result["metrics"]["eval/gold/reward"] > sft["metrics"]["eval/gold/reward"] + 0.05
