@@ -59,10 +59,15 @@ def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
     """Set the values of `key=value` overrides again (group choices such as `algorithm=dpo` are skipped)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    groups = set(cfg.hydra.runtime.choices) if "hydra" in cfg else set()
+    if "hydra" in cfg:  # composed by a test with return_hydra_config=True
+        groups = set(cfg.hydra.runtime.choices)
+    else:
+        groups = set(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else set()
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
-        if key in groups or key.startswith("hydra") or override.is_delete() or "/" in key:
+        # list-valued group choices (eval=[gold,kl]) are not in Hydra's choices: recognise the group folder
+        is_group = key in groups or (Path(CONFIG_DIR) / key).is_dir()
+        if is_group or key.startswith("hydra") or override.is_delete() or "/" in key:
             continue
         with open_dict(cfg):
             OmegaConf.update(cfg, key, override.value(), merge=False)

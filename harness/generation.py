@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,20 @@ def load_policy(path: Path, device: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+@dataclass
+class Samples:
+    """Completions as text, their lengths in tokens, and the sampled token ids (EOS included where emitted)."""
+
+    completions: list[str]
+    lengths: list[int]
+    token_ids: list[list[int]]
+
+
 @torch.no_grad()
 def sample_completions(
     model: Any, tokenizer: Any, prompts: Sequence[str], settings: Mapping[str, Any], device: str
-) -> tuple[list[str], list[int]]:
-    """Sample one completion per prompt; returns the decoded completions and their lengths in tokens.
+) -> Samples:
+    """Sample one completion per prompt.
 
     Left padding keeps each prompt flush against its completion. The generator is re-seeded from
     `settings["seed"]`, so two policies sampled with the same settings draw the same random numbers.
@@ -31,8 +41,7 @@ def sample_completions(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(int(settings["seed"]))
-    completions: list[str] = []
-    lengths: list[int] = []
+    samples = Samples([], [], [])
     batch_size = int(settings["batch_size"])
     batches = range(0, len(prompts), batch_size)
     try:
@@ -52,8 +61,50 @@ def sample_completions(
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
             for row in new_tokens.tolist():
                 length = next((i + 1 for i, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
-                lengths.append(length)
-                completions.append(tokenizer.decode(row[:length], skip_special_tokens=True).strip())
+                samples.lengths.append(length)
+                samples.token_ids.append(row[:length])
+                samples.completions.append(tokenizer.decode(row[:length], skip_special_tokens=True).strip())
     finally:
         torch.random.set_rng_state(generator_state)
-    return completions, lengths
+    return samples
+
+
+@torch.no_grad()
+def token_logprobs(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    completion_ids: Sequence[Sequence[int]],
+    temperature: float,
+    device: str,
+    batch_size: int = 128,
+) -> tuple[list[list[float]], list[list[float]]]:
+    """Per-token log-probabilities of given completions (the exact sampled ids) and the entropy of the
+    next-token distribution at each of those positions, both from temperature-scaled logits, as sampled."""
+    logprobs: list[list[float]] = []
+    entropies: list[list[float]] = []
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prompt_ids = tokenizer(list(prompts))["input_ids"]
+    for start in range(0, len(prompts), batch_size):
+        rows = [
+            list(p) + list(c)
+            for p, c in zip(
+                prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size], strict=True
+            )
+        ]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):  # right padding: positions stay 0..n-1 without position_ids
+            input_ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float() / temperature
+        log_softmax = torch.log_softmax(logits[:, :-1], dim=-1)
+        picked = log_softmax.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+        for i, completion in enumerate(completion_ids[start : start + batch_size]):
+            first = len(prompt_ids[start + i]) - 1  # logits at position t predict token t + 1
+            last = first + len(completion)
+            logprobs.append(picked[i, first:last].tolist())
+            entropies.append(entropy[i, first:last].tolist())
+    return logprobs, entropies

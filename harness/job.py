@@ -79,11 +79,13 @@ class Job:
         if limit is not None:
             prompts = prompts[:limit]
         settings = plain(self.cfg.generation)
+        model = tokenizer = completion_ids = None
         if policy.sampler is not None:
             completions, lengths = policy.sampler(prompts, settings, run.device)
         else:
             model, tokenizer = load_policy(policy.path, run.device)
-            completions, lengths = sample_completions(model, tokenizer, prompts, settings, run.device)
+            samples = sample_completions(model, tokenizer, prompts, settings, run.device)
+            completions, lengths, completion_ids = samples.completions, samples.lengths, samples.token_ids
         context = EvalContext(
             prompts=prompts,
             completions=completions,
@@ -93,6 +95,10 @@ class Job:
             device=run.device,
             generation=settings,
             proxy_reward=policy.proxy_reward,
+            run=run,
+            completion_ids=completion_ids,
+            model=model,
+            tokenizer=tokenizer,
         )
         metrics: dict[str, float] = {}
         for name, suite in suites.items():

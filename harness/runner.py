@@ -145,7 +145,7 @@ class Run:
             prompts = list(self.load_split("prompts")["prompt"])
             model, tokenizer = load_policy(policy.path, self.device)
             pairs = [*prompts, *prompts]  # two independent samples per prompt
-            completions, _ = sample_completions(model, tokenizer, pairs, settings, self.device)
+            completions = sample_completions(model, tokenizer, pairs, settings, self.device).completions
             first, second = completions[: len(prompts)], completions[len(prompts) :]
             rows, info = label_pairs(prompts, first, second)
             DatasetDict({"preferences": Dataset.from_list(rows)}).save_to_disk(str(out_dir))
@@ -197,8 +197,42 @@ class EvalContext:
     device: str
     generation: Mapping[str, Any]
     proxy_reward: RewardFn | None = None  # the learned reward an RL policy was optimised against
+    run: Run | None = None
+    completion_ids: list[list[int]] | None = None  # the sampled token ids (None for procedural policies)
+    model: Any = None  # the policy as loaded for sampling, and its tokenizer
+    tokenizer: Any = None
     # per-sample values the suites add (`annotate`); they land in samples.jsonl
     columns: dict[str, list[Any]] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def policy_logprobs(self) -> tuple[list[list[float]], list[list[float]]]:
+        """Per-token log-probabilities of the samples under the policy, and its entropy at each token.
+        Computed once, whichever suites ask."""
+        if "policy" not in self._memo:
+            self._memo["policy"] = self._score(self.model, self.tokenizer)
+        return self._memo["policy"]
+
+    def reference_logprobs(self) -> list[list[float]]:
+        """Per-token log-probabilities of the samples under the reference policy (loaded once)."""
+        if "reference" not in self._memo:
+            from harness.generation import load_policy
+
+            if self.policy.reference_path is None:
+                raise HarnessError("this policy has no reference model to compare with")
+            if self.policy.reference_path == self.policy.path:
+                self._memo["reference"] = self.policy_logprobs()[0]
+            else:
+                model, tokenizer = load_policy(self.policy.reference_path, self.device)
+                self._memo["reference"] = self._score(model, tokenizer)[0]
+        return self._memo["reference"]
+
+    def _score(self, model: Any, tokenizer: Any) -> tuple[list[list[float]], list[list[float]]]:
+        from harness.generation import token_logprobs
+
+        if self.completion_ids is None or model is None:
+            raise HarnessError("these samples come from a procedure, not one model; token log-probs are undefined")
+        temperature = float(self.generation["temperature"])
+        return token_logprobs(model, tokenizer, self.prompts, self.completion_ids, temperature, self.device)
 
     def annotate(self, name: str, values: Sequence[Any]) -> None:
         if len(values) != len(self.prompts):

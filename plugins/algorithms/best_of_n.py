@@ -44,7 +44,8 @@ class BestOfN:
         def sampler(prompts: Sequence[str], settings: Mapping[str, Any], device: str) -> tuple[list[str], list[int]]:
             """n samples per prompt; keep the best. A sample's token count is what it cost: all n draws."""
             expanded = [prompt for prompt in prompts for _ in range(n)]
-            completions, lengths = sample_completions(model, tokenizer, expanded, settings, device)
+            samples = sample_completions(model, tokenizer, expanded, settings, device)
+            completions, lengths = samples.completions, samples.lengths
             best = pick_best(reward.fn(expanded, completions), n)
             spent = [sum(lengths[i - i % n : i - i % n + n]) for i in best]
             return [completions[i] for i in best], spent
