@@ -129,5 +129,15 @@ def main() -> None:
     hydra_main()
 
 
+def eval_main() -> None:
+    """`harness-eval PATH [overrides]`: `harness algorithm=checkpoint algorithm.path=PATH [overrides]`."""
+    args = sys.argv[1:]
+    if not args or args[0].startswith("-") or "=" in args[0]:
+        print("usage: harness-eval MODEL_DIR [hydra overrides, e.g. eval=[gold,kl] algorithm.reference=base]")
+        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
+    sys.argv = [sys.argv[0], "algorithm=checkpoint", f"algorithm.path={args[0]}", *args[1:]]
+    hydra_main()
+
+
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,46 @@ def test_a_second_run_reuses_every_stage_and_reproduces_the_metrics(sweep) -> No
     assert again["stages"]["sft"]["key"] == results["sft"]["stages"]["sft"]["key"]
     # same weights, same prompts, same sampling seed: the same numbers
     assert again["metrics"] == results["sft"]["metrics"]
+
+
+def test_harness_eval_scores_a_saved_checkpoint_like_the_job_that_trained_it(sweep) -> None:
+    root, results = sweep
+    from conftest import HARNESS
+
+    sft_dir = results["sft"]["stages"]["sft"]["path"]
+    evaluated = subprocess.run(
+        [
+            str(HARNESS.parent / "harness-eval"),
+            sft_dir,
+            "eval=[gold,kl]",
+            "algorithm.reference=base",
+            f"results_dir={root / 'external'}",
+            "logger=none",
+            *BUDGET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    (path,) = (root / "external").rglob("result.json")
+    result = json.loads(path.read_text())
+    assert result["algorithm"] == "checkpoint"
+    # same prompts, same sampling seed, same weights: the very numbers the SFT job reported
+    assert result["metrics"]["eval/gold/reward"] == results["sft"]["metrics"]["eval/gold/reward"]
+    assert result["metrics"]["eval/kl/seq_kl"] > 0.0  # SFT moved away from the base model
+
+
+def test_harness_eval_rejects_a_directory_without_a_model(tmp_path) -> None:
+    from conftest import HARNESS
+
+    evaluated = subprocess.run(
+        [str(HARNESS.parent / "harness-eval"), str(tmp_path), "logger=none", f"results_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 2
+    assert evaluated.stderr.strip().splitlines()[-1] == (
+        f"error: algorithm.path='{tmp_path}': not a saved model directory (no config.json there)"
+    )

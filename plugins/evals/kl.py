@@ -7,10 +7,13 @@ estimator: unbiased, per-sample values can be negative). A policy with a closed 
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 
 from harness.runner import EvalContext
+
+log = logging.getLogger(__name__)
 
 
 def sequence_kl(policy_logprobs: list[list[float]], reference_logprobs: list[list[float]]) -> list[float]:
@@ -23,6 +26,9 @@ class KLEval:
         self.name = name
 
     def evaluate(self, context: EvalContext) -> dict[str, float]:
+        if context.policy.reference_path is None:
+            log.warning("eval kl: this policy has no reference model (algorithm.reference); eval/kl is skipped")
+            return {}
         if context.policy.analytic_kl is not None:
             return {"seq_kl": context.policy.analytic_kl, "seq_kl_stderr": 0.0, "analytic": 1.0}
         policy, _ = context.policy_logprobs()
