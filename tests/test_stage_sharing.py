@@ -1,6 +1,7 @@
-"""In a sweep over algorithms the shared stages are built once: base model, SFT and reward model.
+"""A sweep over every algorithm (smoke budgets): shared stages are built once, and every evaluation suite
+lands in every job's result.json and W&B run.
 
-Checked through the cache (which job built what, and how many stage directories exist), not by timing.
+Sharing is checked through the cache (which job built what, how many stage directories exist), not by timing.
 """
 
 from __future__ import annotations
@@ -11,27 +12,72 @@ from collections import Counter
 import pytest
 from conftest import run_harness
 
+from plugins.loggers.wandb import read_offline_run
+
 pytestmark = pytest.mark.slow
 
-ALGORITHMS = ["sft", "dpo", "ppo", "grpo", "best_of_n"]
+ALGORITHMS = ["base", "sft", "dpo", "ppo", "grpo", "rloo", "best_of_n"]
+SUITES = ["gold", "kl", "diversity", "win_rate", "lm_eval"]
 
 
-def test_a_sweep_builds_each_shared_stage_once(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
     result = run_harness(
-        "-m", f"algorithm={','.join(ALGORITHMS)}", "seed=0", "debug=smoke", "reward=learned", f"results_dir={tmp_path}"
+        "-m",
+        f"algorithm={','.join(ALGORITHMS)}",
+        "seed=0",
+        "debug=smoke",
+        "reward=learned",
+        f"eval=[{','.join(SUITES)}]",
+        "logger=wandb",
+        f"results_dir={root}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in (tmp_path / "sweeps").rglob("result.json")]
+    results = [json.loads(p.read_text()) for p in (root / "sweeps").rglob("result.json")]
+    return root, results
+
+
+def test_every_algorithm_completes(sweep) -> None:
+    _, results = sweep
     assert sorted(r["algorithm"] for r in results) == sorted(ALGORITHMS)
     assert all(r["status"] == "complete" for r in results)
 
+
+def test_each_shared_stage_is_built_once(sweep) -> None:
+    root, results = sweep
     builds = Counter(name for r in results for name, built in r["cost"]["built_now"].items() if built)
     for shared in ("data", "base_model", "sft", "preferences", "reward_model"):
         assert builds[shared] == 1, f"{shared} was built {builds[shared]} times"
         users = {r["stages"][shared]["key"] for r in results if shared in r["stages"]}
         assert len(users) == 1, f"jobs used different {shared} stages"
-    cache = tmp_path / "cache"  # the command-line results_dir wins over debug=smoke's
+    cache = root / "cache"  # the command-line results_dir wins over debug=smoke's
     for shared in ("base_model", "sft", "reward_model"):
         assert len([d for d in (cache / shared).iterdir() if d.is_dir()]) == 1
-    # every RL job and best-of-n used the one reward model; DPO used the same SFT
-    assert {r["algorithm"] for r in results if "reward_model" in r["stages"]} == {"ppo", "grpo", "best_of_n"}
+    assert {r["algorithm"] for r in results if "reward_model" in r["stages"]} == {"ppo", "grpo", "rloo", "best_of_n"}
+
+
+def test_every_suite_lands_in_every_result_and_wandb_run(sweep) -> None:
+    root, results = sweep
+    runs = {run["job_type"]: run for run in map(read_offline_run, (root / "wandb").glob("offline-run-*"))}
+    assert sorted(runs) == sorted(ALGORITHMS)
+    expected = [
+        "eval/gold/reward",
+        "eval/gold/grammatical",
+        "eval/kl/seq_kl",
+        "eval/diversity/distinct_2",
+        "eval/win_rate/rate",
+        "eval/lm_eval/testbed_minimal_pairs/acc",
+    ]
+    for result in results:
+        metrics = result["metrics"]
+        for key in expected:
+            assert key in metrics, f"{result['algorithm']}: {key} missing"
+            assert runs[result["algorithm"]]["summary"][key] == pytest.approx(metrics[key])
+    by_name = {r["algorithm"]: r["metrics"] for r in results}
+    # RL with a learned reward reports what the reward model believed beside the truth
+    assert all("eval/gold/proxy_reward" in by_name[a] for a in ("ppo", "grpo", "rloo", "best_of_n"))
+    assert "eval/gold/proxy_reward" not in by_name["dpo"]
+    assert by_name["best_of_n"]["eval/kl/analytic"] == 1.0
+    assert by_name["base"]["eval/kl/seq_kl"] == 0.0  # the base model is its own reference
+    assert by_name["sft"]["eval/win_rate/rate"] == 0.5  # SFT against itself: every prompt a tie

@@ -1,0 +1,184 @@
+"""PPO end to end on a small testbed budget: it learns (score up, gold reward above SFT), logs what it should, and
+starts from the very SFT stage `algorithm=sft` trains. Plus the config checks, which need no training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import run_harness
+
+from harness.errors import HarnessError
+from plugins.algorithms.ppo import PPO, PPOConfig, load_config
+
+# The budget of tests/test_pipeline.py, a little smaller: SFT only has to be a fair starting point here.
+BUDGET = [
+    "task.num_pretrain=8000",
+    "task.num_pretrain_heldout=500",
+    "task.num_sft=800",
+    "task.num_eval_prompts=256",
+    "model.n_layer=2",
+    "model.n_embd=64",
+    "model.n_head=2",
+    "model.train.steps=300",
+]
+
+LOGGED = {
+    "objective/kl",
+    "objective/entropy",
+    "objective/score",
+    "objective/rlhf_reward",
+    "policy/approx_kl",
+    "policy/clipfrac",
+    "losses/pg_loss",
+    "losses/v_loss",
+    "val/explained_variance",
+    "val/clipfrac",
+    "kl_coef",
+    "lr",
+    "episodes",
+    "eps",
+}
+
+
+def results_by_algorithm(root: Path) -> dict[str, dict]:
+    found = {}
+    for path in root.rglob("result.json"):
+        result = json.loads(path.read_text())
+        result["dir"] = path.parent
+        found[result["algorithm"]] = result
+    return found
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> dict[str, dict]:
+    """SFT and PPO (default trainer settings, small model) in one sweep, as a user would compare them."""
+    root = tmp_path_factory.mktemp("results")
+    result = run_harness(
+        "-m", "algorithm=sft,ppo", "reward=gold", "seed=0", "logger=none", f"results_dir={root}", *BUDGET
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return results_by_algorithm(root / "sweeps")
+
+
+@pytest.mark.slow
+def test_ppo_starts_from_the_sft_stage_of_algorithm_sft(sweep) -> None:
+    ppo, sft = sweep["ppo"], sweep["sft"]
+    assert ppo["status"] == "complete" and ppo["error"] is None
+    assert ppo["stages"]["sft"]["key"] == sft["stages"]["sft"]["key"]
+    assert ppo["cost"]["built_now"] == {"data": False, "base_model": False, "sft": False, "ppo": True}
+    assert ppo["cost"]["tokens_trained"]["ppo"] == ppo["metrics"]["train/tokens_trained"] > 0
+
+
+@pytest.mark.slow
+def test_ppo_learns_its_reward(sweep) -> None:
+    metrics = sweep["ppo"]["metrics"]
+    stage = Path(sweep["ppo"]["stages"]["ppo"]["path"])
+    history = [json.loads(line) for line in (stage / "log_history.jsonl").read_text().splitlines()]
+    assert len(history) == metrics["train/updates"] == PPOConfig().total_episodes // PPOConfig().batch_size
+    assert all(set(row) >= LOGGED for row in history)
+    # the score climbs from the first updates to the last, and the policy pays for it in KL
+    first = sum(row["objective/score"] for row in history[:5]) / 5
+    last = sum(row["objective/score"] for row in history[-5:]) / 5
+    assert last > first + 0.1
+    assert metrics["train/score"] > metrics["train/first_score"] + 0.1
+    assert 0 < metrics["train/kl"] < 20
+    assert metrics["train/params_changed"] == 1.0
+    assert metrics["train/episodes"] == PPOConfig().total_episodes and metrics["train/episodes_per_second"] > 0
+    # the learning rate decays linearly to 0 (Huang et al. 2024)
+    assert history[0]["lr"] == pytest.approx(PPOConfig().learning_rate)
+    assert history[-1]["lr"] == pytest.approx(PPOConfig().learning_rate / len(history))
+    assert all(math.isfinite(row["losses/pg_loss"]) and math.isfinite(row["losses/v_loss"]) for row in history)
+
+
+@pytest.mark.slow
+def test_ppo_beats_sft_on_the_gold_reward_and_keeps_the_grammar(sweep) -> None:
+    ppo, sft = sweep["ppo"]["metrics"], sweep["sft"]["metrics"]
+    margin = 3 * math.hypot(ppo["eval/gold/reward_stderr"], sft["eval/gold/reward_stderr"])
+    assert ppo["eval/gold/reward"] > sft["eval/gold/reward"] + max(margin, 0.08)
+    assert ppo["eval/gold/grammatical"] > sft["eval/gold/grammatical"] - 0.1
+
+
+@pytest.mark.slow
+def test_the_saved_policy_is_a_standard_checkpoint(sweep) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    stage = Path(sweep["ppo"]["stages"]["ppo"]["path"])
+    assert (stage / "model.safetensors").exists()
+    AutoModelForCausalLM.from_pretrained(stage)
+    assert AutoTokenizer.from_pretrained(stage).eos_token == "<eos>"
+
+
+@pytest.mark.slow
+def test_smoke_run_completes(tmp_path) -> None:
+    result = run_harness("debug=smoke", "algorithm=ppo", "reward=gold", f"results_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (found,) = results_by_algorithm(tmp_path / "runs").values()
+    assert found["status"] == "complete"
+    assert found["metrics"]["train/episodes"] == 96 and found["metrics"]["train/updates"] == 3
+
+
+@pytest.mark.slow
+def test_a_bad_setting_is_one_line_from_the_cli(tmp_path) -> None:
+    result = run_harness("algorithm=ppo", "algorithm.trainer.batch_size=big", "logger=none", f"results_dir={tmp_path}")
+    assert result.returncode == 2
+    assert "error: algorithm.trainer.batch_size='big': expected an integer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- config: no training ---------------------------------------------------------------------------------
+
+
+def test_yaml_defaults_are_the_dataclass_defaults(compose) -> None:
+    trainer = dict(compose(["algorithm=ppo"]).algorithm.trainer)
+    assert load_config(trainer) == PPOConfig()
+
+
+def test_hydra_builds_the_sft_algorithm_ppo_starts_from(compose) -> None:
+    from harness.app import apply_smoke
+    from harness.runner import build_plugin
+    from plugins.algorithms.sft import SFT
+
+    cfg = compose(["algorithm=ppo"])
+    # the same SFT settings as `algorithm=sft`, hence the same cached stage
+    assert cfg.algorithm.init == compose(["algorithm=sft"]).algorithm
+    apply_smoke(cfg)  # as the CLI does: drops the `smoke:` blocks
+    ppo = build_plugin(cfg.algorithm)
+    assert isinstance(ppo, PPO) and isinstance(ppo.init, SFT) and ppo.name == "ppo"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"lerning_rate": 1e-4}, "algorithm.trainer.lerning_rate: unknown PPO setting"),
+        ({"batch_size": "big"}, "algorithm.trainer.batch_size='big': expected an integer"),
+        ({"batch_size": 6.5}, "algorithm.trainer.batch_size=6.5: expected an integer"),
+        ({"learning_rate": "fast"}, "algorithm.trainer.learning_rate='fast': expected a number"),
+        ({"adaptive_kl": 1}, "algorithm.trainer.adaptive_kl=1: expected true or false"),
+        ({"kl_coef": True}, "algorithm.trainer.kl_coef=True: expected a number"),
+        ({"kl_estimator": "k2"}, "algorithm.trainer.kl_estimator='k2': expected one of k1, k3"),
+        ({"num_minibatches": 3}, "algorithm.trainer.num_minibatches=3: must divide batch_size=64"),
+        ({"ppo_epochs": 0}, "algorithm.trainer.ppo_epochs=0: expected a positive integer"),
+        ({"total_episodes": 10}, "algorithm.trainer.total_episodes=10: less than one batch"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_naming_the_key(fields: dict, message: str) -> None:
+    with pytest.raises(HarnessError) as error:
+        load_config(fields)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_settings_are_checked_when_training_starts_not_when_hydra_builds() -> None:
+    ppo = PPO(trainer={"lerning_rate": 1e-4})  # Hydra would wrap an error raised here
+    with pytest.raises(HarnessError, match="lerning_rate"):
+        ppo.train(run=None)  # checked before the run is touched
+
+
+def test_valid_settings_are_converted() -> None:
+    config = load_config({"learning_rate": 1, "missing_eos_penalty": None, "kl_estimator": "k3"})
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.missing_eos_penalty is None and config.kl_estimator == "k3"
