@@ -16,7 +16,7 @@ from conftest import run_harness
 
 from plugins.algorithms.best_of_n import best_of_n_kl, pick_best
 from plugins.rewards.learned import join_text
-from plugins.tasks.testbed import Testbed as TestbedTask  # not `Test*`: pytest would collect it
+from plugins.tasks.testbed import Testbed as ReviewTask  # not `Test*`: pytest would collect it
 
 BUDGET = [
     "task.num_pretrain=8000",
@@ -54,7 +54,7 @@ def test_join_text_adds_one_space_only_where_needed() -> None:
 
 def test_preference_labels_follow_bradley_terry() -> None:
     """With r_a - r_b fixed, the first completion must win with probability sigmoid(beta (r_a - r_b))."""
-    task = TestbedTask(num_pretrain=10, preference_beta=4.0)
+    task = ReviewTask(num_pretrain=10, preference_beta=4.0)
     gold = task.gold()
     good, bad = "i loved the acting .", "i hated the acting ."
     gap = gold.reward(["the plot was great ."], [good])[0] - gold.reward(["the plot was great ."], [bad])[0]
