@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,60 @@ class LogForwarder(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any) -> None:
         self.recorder.record(logs or {}, step=state.global_step)
+
+
+@dataclass
+class Fitted:
+    """What a TRL trainer run leaves: first and last logged values, and the facts every stage reports."""
+
+    first: dict[str, float]
+    last: dict[str, float]
+    global_step: int
+    runtime_s: float
+    tokens_trained: int
+    params_changed: float  # fraction of parameter tensors that differ from where training started
+
+    def summary(self, *logged: str) -> dict[str, float]:
+        """The stage metrics: the common facts, plus the last (and first) value of each `logged` name."""
+        nan = float("nan")
+        values = {name: self.last.get(name, nan) for name in logged}
+        values.update({f"first_{name}": self.first.get(name, nan) for name in logged})
+        return {
+            **values,
+            "global_step": self.global_step,
+            "train_runtime_s": self.runtime_s,
+            "tokens_trained": self.tokens_trained,
+            "params_changed": self.params_changed,
+        }
+
+
+def fit(
+    trainer_cls: type,
+    config_cls: type,
+    fields: Mapping[str, Any],
+    *,
+    run: Any,
+    model: Any,
+    tokenizer: Any,
+    out_dir: Path,
+    namespace: str = "train",
+    **trainer_kwargs: Any,
+) -> Fitted:
+    """Train `model` with a TRL trainer as a stage: harness-owned arguments, curves streamed to the logger,
+    weights (safetensors) and tokenizer saved in `out_dir`. TRL is wrapped, never subclassed."""
+    before = [p.detach().clone() for p in model.parameters()]
+    args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
+    forwarder = run.trainer_callback(namespace, out_dir)
+    trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=[forwarder], **trainer_kwargs)
+    outcome = trainer.train()
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
+    return Fitted(
+        first=dict(forwarder.first),
+        last=dict(forwarder.last),
+        global_step=outcome.global_step,
+        runtime_s=outcome.metrics.get("train_runtime", float("nan")),
+        tokens_trained=int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)),
+        params_changed=changed,
+    )

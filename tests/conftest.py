@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,3 +43,13 @@ def run_harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.run(
         [str(HARNESS), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
     )
+
+
+def results_by_algorithm(root: Path) -> dict[str, dict]:
+    """Every result.json under `root`, keyed by algorithm, each with its directory added."""
+    found = {}
+    for path in root.rglob("result.json"):
+        result = json.loads(path.read_text())
+        result["dir"] = path.parent
+        found[result["algorithm"]] = result
+    return found

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_harness
+from conftest import results_by_algorithm, run_harness
 
 from plugins.loggers.wandb import read_offline_run
 
@@ -28,15 +28,6 @@ BUDGET = [
     "model.n_head=2",
     "model.train.steps=400",
 ]
-
-
-def results_by_algorithm(root: Path) -> dict[str, dict]:
-    found = {}
-    for path in root.rglob("result.json"):
-        result = json.loads(path.read_text())
-        result["dir"] = path.parent
-        found[result["algorithm"]] = result
-    return found
 
 
 @pytest.fixture(scope="module")

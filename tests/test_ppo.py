@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import run_harness
+from conftest import results_by_algorithm, run_harness
 
 from harness.errors import HarnessError
 from plugins.algorithms.ppo import PPO, PPOConfig, load_config
@@ -42,15 +42,6 @@ LOGGED = {
     "episodes",
     "eps",
 }
-
-
-def results_by_algorithm(root: Path) -> dict[str, dict]:
-    found = {}
-    for path in root.rglob("result.json"):
-        result = json.loads(path.read_text())
-        result["dir"] = path.parent
-        found[result["algorithm"]] = result
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -41,38 +41,18 @@ class DPO:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trl import DPOConfig, DPOTrainer
 
-        from harness.training import trainer_args
+        from harness.training import fit
 
         pairs = load_from_disk(str(preferences.path))["preferences"].select_columns(["prompt", "chosen", "rejected"])
-        tokenizer = AutoTokenizer.from_pretrained(sft.path)
-        model = AutoModelForCausalLM.from_pretrained(sft.path)
-        reference = AutoModelForCausalLM.from_pretrained(sft.path)
-        before = [p.detach().clone() for p in model.parameters()]
-        args = trainer_args(
-            DPOConfig, self.trainer, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device
-        )
-        forwarder = run.trainer_callback("train", out_dir)
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=reference,
-            args=args,
+        fitted = fit(
+            DPOTrainer,
+            DPOConfig,
+            self.trainer,
+            run=run,
+            model=AutoModelForCausalLM.from_pretrained(sft.path),
+            tokenizer=AutoTokenizer.from_pretrained(sft.path),
+            out_dir=out_dir,
+            ref_model=AutoModelForCausalLM.from_pretrained(sft.path),
             train_dataset=pairs,
-            processing_class=tokenizer,
-            callbacks=[forwarder],
         )
-        outcome = trainer.train()
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(out_dir)
-        changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
-        last, first = forwarder.last, forwarder.first
-        return {
-            "loss": last.get("loss", float("nan")),
-            "first_loss": first.get("loss", float("nan")),
-            "rewards/accuracies": last.get("rewards/accuracies", float("nan")),
-            "rewards/margins": last.get("rewards/margins", float("nan")),
-            "first_rewards/margins": first.get("rewards/margins", float("nan")),
-            "global_step": outcome.global_step,
-            "tokens_trained": int(last.get("num_tokens", 0)),
-            "params_changed": changed,
-            "pairs": len(pairs),
-        }
+        return {**fitted.summary("loss", "rewards/accuracies", "rewards/margins"), "pairs": len(pairs)}

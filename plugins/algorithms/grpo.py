@@ -87,36 +87,18 @@ class GRPO:
         import trl
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from harness.training import trainer_args
+        from harness.training import fit
 
         tokenizer = AutoTokenizer.from_pretrained(sft.path)
-        model = AutoModelForCausalLM.from_pretrained(sft.path)
-        before = [p.detach().clone() for p in model.parameters()]
-        config_cls, trainer_cls = getattr(trl, self.config_name), getattr(trl, self.trainer_name)
-        args = trainer_args(
-            config_cls, self.trainer, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device
-        )
-        forwarder = run.trainer_callback("train", out_dir)
-        trainer = trainer_cls(
-            model=model,
+        fitted = fit(
+            getattr(trl, self.trainer_name),
+            getattr(trl, self.config_name),
+            self.trainer,
+            run=run,
+            model=AutoModelForCausalLM.from_pretrained(sft.path),
+            tokenizer=tokenizer,
+            out_dir=out_dir,
             reward_funcs=as_trl_reward(reward, tokenizer.eos_token_id, self.missing_eos_penalty),
-            args=args,
             train_dataset=run.load_split("prompts"),
-            processing_class=tokenizer,
-            callbacks=[forwarder],
         )
-        outcome = trainer.train()
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(out_dir)
-        changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
-        last, first = forwarder.last, forwarder.first
-        return {
-            "reward": last.get("reward", float("nan")),
-            "first_reward": first.get("reward", float("nan")),
-            "kl": last.get("kl", float("nan")),
-            "loss": last.get("loss", float("nan")),
-            "global_step": outcome.global_step,
-            "tokens_trained": int(last.get("num_tokens", 0)),
-            "params_changed": changed,
-            "train_runtime_s": outcome.metrics.get("train_runtime", float("nan")),
-        }
+        return fitted.summary("reward", "kl", "loss")

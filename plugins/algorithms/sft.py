@@ -36,31 +36,16 @@ class SFT:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trl import SFTConfig, SFTTrainer
 
-        from harness.training import trainer_args
+        from harness.training import fit
 
-        tokenizer = AutoTokenizer.from_pretrained(base.path)
-        model = AutoModelForCausalLM.from_pretrained(base.path)
-        before = [p.detach().clone() for p in model.parameters()]
-        args = trainer_args(
-            SFTConfig, self.trainer, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device
-        )
-        forwarder = run.trainer_callback("train", out_dir)
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
+        fitted = fit(
+            SFTTrainer,
+            SFTConfig,
+            self.trainer,
+            run=run,
+            model=AutoModelForCausalLM.from_pretrained(base.path),
+            tokenizer=AutoTokenizer.from_pretrained(base.path),
+            out_dir=out_dir,
             train_dataset=run.load_split("sft"),
-            processing_class=tokenizer,
-            callbacks=[forwarder],
         )
-        outcome = trainer.train()
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(out_dir)
-        changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
-        return {
-            "loss": forwarder.last.get("loss", float("nan")),
-            "first_loss": forwarder.first.get("loss", float("nan")),
-            "global_step": outcome.global_step,
-            "tokens_trained": int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)),
-            "params_changed": changed,
-            "train_runtime_s": outcome.metrics.get("train_runtime", float("nan")),
-        }
+        return fitted.summary("loss", "mean_token_accuracy")

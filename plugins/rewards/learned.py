@@ -99,7 +99,7 @@ class LearnedReward:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from trl import RewardConfig, RewardTrainer
 
-        from harness.training import trainer_args
+        from harness.training import fit
 
         pairs = load_from_disk(str(preferences_path))["preferences"].select_columns(["prompt", "chosen", "rejected"])
         order = list(range(len(pairs)))
@@ -110,25 +110,24 @@ class LearnedReward:
         tokenizer = AutoTokenizer.from_pretrained(sft_path)
         model = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1)
         model.config.pad_token_id = tokenizer.pad_token_id
-        args = trainer_args(
-            RewardConfig, self.trainer, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device
+        fitted = fit(
+            RewardTrainer,
+            RewardConfig,
+            self.trainer,
+            run=run,
+            model=model,
+            tokenizer=tokenizer,
+            out_dir=out_dir,
+            namespace="reward_model",
+            train_dataset=train,
         )
-        forwarder = run.trainer_callback("reward_model", out_dir)
-        trainer = RewardTrainer(
-            model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=[forwarder]
-        )
-        outcome = trainer.train()
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(out_dir)
 
         score = RewardModelFn(out_dir, run.device)
         chosen = score(test["prompt"], test["chosen"])
         rejected = score(test["prompt"], test["rejected"])
         metrics: dict[str, Any] = {
             "accuracy": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
-            "loss": forwarder.last.get("loss", float("nan")),
-            "first_loss": forwarder.first.get("loss", float("nan")),
-            "global_step": outcome.global_step,
+            **fitted.summary("loss"),
             "train_pairs": len(train),
             "test_pairs": len(test),
         }
