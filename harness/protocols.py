@@ -70,7 +70,6 @@ class Policy:
 
     path: Path
     reference_path: Path | None
-    stages: list[StageOutput] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     sampler: Sampler | None = None
     analytic_kl: float | None = None

@@ -174,15 +174,16 @@ class Run:
 
         return LogForwarder(self.recorder(namespace, out_dir))
 
-    def replay_history(self, namespace: str, stage: StageOutput) -> None:
-        """Log a cached stage's training curves again, so every job's dashboard shows them."""
+    def training_metrics(self, stage: StageOutput, namespace: str = "train") -> dict[str, float]:
+        """The job's own training stage as `train/<metric>` finals. A cached stage's curves are logged
+        again, so every job's dashboard shows them; a stage built now streamed them while training."""
         path = stage.path / HISTORY
-        if stage.built_now or not path.exists():
-            return
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            step = row.pop("step", None)
-            self.logger.log({f"{namespace}/{k}": v for k, v in row.items()}, step=step)
+        if not stage.built_now and path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                step = row.pop("step", None)
+                self.logger.log({f"{namespace}/{k}": v for k, v in row.items()}, step=step)
+        return {f"{namespace}/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
 
 
 @dataclass

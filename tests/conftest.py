@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -46,10 +45,7 @@ def run_harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
 
 
 def results_by_algorithm(root: Path) -> dict[str, dict]:
-    """Every result.json under `root`, keyed by algorithm, each with its directory added."""
-    found = {}
-    for path in root.rglob("result.json"):
-        result = json.loads(path.read_text())
-        result["dir"] = path.parent
-        found[result["algorithm"]] = result
-    return found
+    """Every result.json under `root` (read as the report reads them), keyed by algorithm."""
+    from harness.results import read_results
+
+    return {result["algorithm"]: result | {"dir": Path(result["dir"])} for result in read_results(root)}

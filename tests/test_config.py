@@ -30,10 +30,9 @@ def test_each_option_composes(compose, override: str) -> None:
     cfg = compose([override, "task.path=x.jsonl"] if "hf_preferences" in override else [override])
     OmegaConf.resolve(cfg)  # every interpolation resolves
     group, option = override.split("=")
-    if group in ("task", "model", "algorithm", "logger"):
+    if group in ("task", "model", "algorithm", "reward", "logger"):
         assert cfg[group].name == option
-        if group != "reward":
-            assert cfg[group]._target_.startswith("plugins.")
+        assert cfg[group]._target_.startswith("plugins.")
 
 
 def test_eval_suites_compose_as_a_list_each_under_its_own_key(compose) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from conftest import run_harness
+
+from harness.results import read_results
 
 pytestmark = pytest.mark.slow
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def test_every_experiment_runs_with_smoke_budgets(tmp_path) -> None:
     result = run_harness("-m", "experiment=glob(*)", "debug=smoke", f"results_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    results = read_results(tmp_path)
     from test_config import options
 
     assert sorted(r["experiment"] for r in results) == options("experiment")

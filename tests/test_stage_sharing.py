@@ -6,12 +6,12 @@ Sharing is checked through the cache (which job built what, how many stage direc
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
 from conftest import run_harness
 
+from harness.results import read_results
 from plugins.loggers.wandb import read_offline_run
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def sweep(tmp_path_factory):
         f"results_dir={root}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in (root / "sweeps").rglob("result.json")]
+    results = read_results(root / "sweeps")
     return root, results
 
 

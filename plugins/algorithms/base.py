@@ -12,4 +12,4 @@ class Base:
 
     def train(self, run: Run) -> Policy:
         base = run.base_model()
-        return Policy(path=base.path, reference_path=base.path, stages=[run.datasets(), base])
+        return Policy(path=base.path, reference_path=base.path)

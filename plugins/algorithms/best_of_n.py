@@ -53,7 +53,6 @@ class BestOfN:
         return Policy(
             path=sft.path,
             reference_path=sft.path,
-            stages=[sft, *reward.stages],
             metrics={**reward.metrics, "train/n": float(n)},
             sampler=sampler,
             analytic_kl=best_of_n_kl(n),

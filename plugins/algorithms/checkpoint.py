@@ -39,4 +39,4 @@ class Checkpoint:
             reference = run.base_model().path
         else:
             reference = _model_dir(self.reference, "algorithm.reference")
-        return Policy(path=policy, reference_path=reference, stages=[run.datasets()])
+        return Policy(path=policy, reference_path=reference)

@@ -32,9 +32,7 @@ class DPO:
             {"sft": sft, "preferences": preferences},
             lambda out: self._train(run, sft, preferences, out),
         )
-        run.replay_history("train", stage)
-        metrics = {f"train/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
-        return Policy(path=stage.path, reference_path=sft.path, stages=[sft, preferences, stage], metrics=metrics)
+        return Policy(path=stage.path, reference_path=sft.path, metrics=run.training_metrics(stage))
 
     def _train(self, run: Run, sft: StageOutput, preferences: StageOutput, out_dir: Path) -> dict[str, Any]:
         from datasets import load_from_disk

@@ -73,13 +73,10 @@ class GRPO:
         }
         inputs = {"sft": sft, **({"reward": reward.stages[-1]} if reward.stages else {})}
         stage = run.stage(self.name, config, inputs, lambda out: self._train(run, sft, reward, out))
-        run.replay_history("train", stage)
-        metrics = {f"train/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
         return Policy(
             path=stage.path,
             reference_path=sft.path,
-            stages=[*reward.stages, stage] if reward.stages else [sft, stage],
-            metrics={**reward.metrics, **metrics},
+            metrics={**reward.metrics, **run.training_metrics(stage)},
             proxy_reward=None if reward.is_gold else reward.fn,
         )
 

@@ -667,12 +667,9 @@ class PPO:
                 )
 
         stage = run.stage(self.name, stage_config, inputs, build)
-        run.replay_history("train", stage)
-        metrics = {f"train/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
         return Policy(
             path=stage.path,
             reference_path=sft.path,
-            stages=[*reward.stages, stage] if reward.stages else [sft, stage],
-            metrics={**reward.metrics, **metrics},
+            metrics={**reward.metrics, **run.training_metrics(stage)},
             proxy_reward=None if reward.is_gold else reward.fn,
         )

@@ -28,9 +28,7 @@ class SFT:
 
     def train(self, run: Run) -> Policy:
         stage = self.stage(run)
-        run.replay_history("train", stage)
-        metrics = {f"train/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
-        return Policy(path=stage.path, reference_path=run.base_model().path, stages=[stage], metrics=metrics)
+        return Policy(path=stage.path, reference_path=run.base_model().path, metrics=run.training_metrics(stage))
 
     def _train(self, run: Run, base: StageOutput, out_dir: Path) -> dict[str, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
