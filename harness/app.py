@@ -92,6 +92,10 @@ def run_job(cfg: DictConfig) -> float | None:
 
     started = time.time()
     quiet_libraries()
+    if cfg.get("cpu_threads"):
+        import torch
+
+        torch.set_num_threads(cfg.cpu_threads)
     apply_smoke(cfg, list(HydraConfig.get().overrides.task))
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     identity = job_identity(cfg)
@@ -106,12 +110,24 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    # In a sweep one failed job must not cost the others: it leaves a result.json with status "failed", the
+    # sweep goes on, and the report lists it. A single run stops with the one-line error (or the traceback of
+    # a bug, which is ours to fix).
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         return run_job(cfg)
     except HarnessError as error:
         log.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
+        if in_sweep:
+            return None
         sys.exit(2)
+    except Exception as error:
+        if not in_sweep:
+            raise
+        log.exception("job failed")
+        print(f"error: job {HydraConfig.get().job.num} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
 
 
 def quiet_libraries() -> None:
@@ -126,7 +142,11 @@ def quiet_libraries() -> None:
 
 
 def main() -> None:
+    from harness.callbacks import LAST_SWEEP
+
     hydra_main()
+    if LAST_SWEEP.get("problems"):
+        sys.exit(1)  # a sweep with failed or missing jobs: the report is written, the exit status says so
 
 
 def eval_main() -> None:

@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
+from harness.io import atomic_write_text
 from harness.protocols import EvalSuite, Policy
-from harness.results import SAMPLES_FILE, peak_memory_mb, redact, write_result
+from harness.results import SAMPLES_FILE, TRAIN_LOG_FILE, peak_memory_mb, redact, write_result
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
 from harness.versions import stack_versions
 
@@ -38,17 +39,19 @@ class Job:
 
     def execute(self) -> float | None:
         cfg = self.cfg
-        algorithm = build_plugin(cfg.algorithm)
-        suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
-        self.logger.start(
-            config=self.config,
-            name=self.identity["name"],
-            group=self.identity["group"],
-            job_type=self.identity["job_type"],
-        )
         run: Run | None = None
         wall: dict[str, float] = {}
-        try:
+        started_logger = False
+        try:  # whatever fails, even building a plugin, leaves a result.json that says so
+            algorithm = build_plugin(cfg.algorithm)
+            suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
+            self.logger.start(
+                config=self.config,
+                name=self.identity["name"],
+                group=self.identity["group"],
+                job_type=self.identity["job_type"],
+            )
+            started_logger = True
             run = Run(cfg, self.output_dir, self.logger)
             start = time.perf_counter()
             policy = algorithm.train(run)
@@ -56,9 +59,11 @@ class Job:
             start = time.perf_counter()
             eval_metrics, tokens_generated = self.evaluate(run, policy, suites)
             wall["eval"] = time.perf_counter() - start
+            self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
             self.write(run, status="failed", error=error, wall=wall)
-            self.logger.finish(exit_code=1)
+            if started_logger:
+                self.logger.finish(exit_code=1)
             raise
         metrics = {**policy.metrics, **eval_metrics}
         path = self.write(run, status="complete", metrics=metrics, wall=wall, tokens_generated=tokens_generated)
@@ -106,6 +111,14 @@ class Job:
                 metrics[f"eval/{name}/{metric}"] = float(value)
         context.write_samples(self.output_dir / SAMPLES_FILE)
         return metrics, sum(lengths)
+
+    def keep_training_log(self, run: Run, stage_name: str) -> None:
+        """A copy of the algorithm stage's training history beside result.json, so the report's curves do not
+        depend on the stage cache still being there."""
+        stage = run.stages.get(stage_name)
+        history = stage.path / "log_history.jsonl" if stage is not None else None
+        if history is not None and history.exists():
+            atomic_write_text(self.output_dir / TRAIN_LOG_FILE, history.read_text())
 
     def write(
         self,

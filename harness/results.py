@@ -20,6 +20,7 @@ from harness.io import atomic_write_json, read_json
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
+TRAIN_LOG_FILE = "train_log.jsonl"  # the algorithm stage's training history (step + metrics per line)
 
 _SECRET = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
 _NOT_SECRET = re.compile(r"(_tokens?$|^tokens?_|max_new_tokens|pad_token|eos_token|bos_token|unk_token)")

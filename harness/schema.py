@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 # Trainer configs an algorithm can take its `trainer` fields from: `trl@trainer: <name>`.
 TRAINER_CONFIGS = {
@@ -59,7 +59,12 @@ class HarnessConfig:
     results_dir: str = "results"
     cache_dir: str = "${results_dir}/cache"
     device: str = "auto"  # auto | cpu | cuda
+    cpu_threads: int | None = None  # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
     smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
+    # beta of the KL-regularised objective r - beta KL(policy || SFT), one knob for every algorithm that has it:
+    # DPO/IPO `beta`, PPO `kl_coef`, GRPO/RLOO `beta`. None: each algorithm's own default. Sweep it to trace
+    # reward-vs-KL frontiers on one axis (experiment=frontier).
+    kl_beta: float | None = None
 
 
 def _omegaconf_type(hint: Any) -> Any:
@@ -122,11 +127,17 @@ def load_object(spec: str) -> Any:
 _registered = False
 
 
+def _value_or_default(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (once per process)."""
     global _registered
     if _registered:
         return
+    # `${default:${kl_beta},0.3}`: the shared knob when it is set, else the algorithm's own value.
+    OmegaConf.register_new_resolver("default", _value_or_default, replace=True)
     store = ConfigStore.instance()
     store.store(name="harness_schema", node=HarnessConfig)
     for name, spec in TRAINER_CONFIGS.items():

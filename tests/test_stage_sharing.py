@@ -6,7 +6,10 @@ Sharing is checked through the cache (which job built what, how many stage direc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import run_harness
@@ -35,17 +38,17 @@ def sweep(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = read_results(root / "sweeps")
-    return root, results
+    return root, results, result.stdout
 
 
 def test_every_algorithm_completes(sweep) -> None:
-    _, results = sweep
+    _, results, _ = sweep
     assert sorted(r["algorithm"] for r in results) == sorted(ALGORITHMS)
     assert all(r["status"] == "complete" for r in results)
 
 
 def test_each_shared_stage_is_built_once(sweep) -> None:
-    root, results = sweep
+    root, results, _ = sweep
     builds = Counter(name for r in results for name, built in r["cost"]["built_now"].items() if built)
     for shared in ("data", "base_model", "sft", "preferences", "reward_model"):
         assert builds[shared] == 1, f"{shared} was built {builds[shared]} times"
@@ -58,9 +61,9 @@ def test_each_shared_stage_is_built_once(sweep) -> None:
 
 
 def test_every_suite_lands_in_every_result_and_wandb_run(sweep) -> None:
-    root, results = sweep
+    root, results, _ = sweep
     runs = {run["job_type"]: run for run in map(read_offline_run, (root / "wandb").glob("offline-run-*"))}
-    assert sorted(runs) == sorted(ALGORITHMS)
+    assert sorted(runs) == sorted([*ALGORITHMS, "comparison"])
     expected = [
         "eval/gold/reward",
         "eval/gold/grammatical",
@@ -81,3 +84,28 @@ def test_every_suite_lands_in_every_result_and_wandb_run(sweep) -> None:
     assert by_name["best_of_n"]["eval/kl/analytic"] == 1.0
     assert by_name["base"]["eval/kl/seq_kl"] == 0.0  # the base model is its own reference
     assert by_name["sft"]["eval/win_rate/rate"] == 0.5  # SFT against itself: every prompt a tie
+
+
+def test_the_sweep_ends_with_the_comparison(sweep) -> None:
+    """The Hydra callback wrote the report into the sweep folder, printed the table, and logged the comparison
+    as one more W&B run in the sweep's group; `harness-report` rebuilds the same CSV from the folders."""
+    root, results, stdout = sweep
+    (sweep_dir,) = {Path(r["dir"]).parent for r in results}
+    for name in ("comparison.csv", "comparison.md", "report.html", "frontier.png"):
+        assert (sweep_dir / name).exists(), name
+    assert "| algorithm | seeds | gold reward |" in stdout and f"report: {sweep_dir / 'report.html'}" in stdout
+    for algorithm in ALGORITHMS:
+        assert f"| {algorithm} | 1 |" in stdout
+    written = (sweep_dir / "comparison.csv").read_text()
+    rebuilt = subprocess.run(
+        [str(Path(sys.executable).parent / "harness-report"), str(sweep_dir), "--quiet"], capture_output=True, text=True
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (sweep_dir / "comparison.csv").read_text() == written
+    runs = [read_offline_run(path) for path in (root / "wandb").glob("offline-run-*")]
+    (comparison,) = [run for run in runs if run["job_type"] == "comparison"]
+    assert comparison["group"] == results[0]["group"]
+    assert any("comparison/table/_type" in row for row in comparison["history"])
+    # every trained algorithm's curve travelled with its result (the report does not need the cache)
+    trained = [r for r in results if r["algorithm"] in ("sft", "dpo", "ppo")]
+    assert all((Path(r["dir"]) / "train_log.jsonl").exists() for r in trained)

@@ -37,22 +37,22 @@ class WandbLogger:
         self._axes: set[str] = set()
 
     def start(self, *, config: Mapping[str, Any], name: str, group: str, job_type: str) -> None:
+        self.run = self._init(config=dict(config), name=name, group=group, job_type=job_type)
+        log.info("W&B run %s (%s) in %s", self.run.id, self.mode, self.run.dir)
+
+    def _init(self, **identity: Any) -> Any:
         import wandb
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
+        return wandb.init(
             project=self.project,
             entity=self.entity,
             mode=self.mode,
             dir=str(self.dir),
-            config=dict(config),
-            name=name,
-            group=group,
-            job_type=job_type,
             tags=self.tags,
             settings=wandb.Settings(console="off", x_disable_stats=True),
+            **identity,
         )
-        log.info("W&B run %s (%s) in %s", self.run.id, self.mode, self.run.dir)
 
     def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         row = dict(metrics)
@@ -74,6 +74,37 @@ class WandbLogger:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+    def log_comparison(
+        self,
+        *,
+        group: str,
+        experiment: str,
+        columns: list[str],
+        rows: list[list[Any]],
+        images: Mapping[str, Path],
+        summary: Mapping[str, float],
+        markdown: str,
+    ) -> str:
+        """The sweep's comparison as one more run in its group (job_type `comparison`): the table as a
+        `wandb.Table`, each figure as an image, the headline means in the summary. Returns the run's folder."""
+        import wandb
+
+        run = self._init(name=f"{experiment}-comparison", group=group, job_type="comparison",
+                         config={"experiment": experiment})
+        try:
+            run.log({
+                "comparison/table": wandb.Table(columns=columns, data=rows),
+                "comparison/markdown": wandb.Html(f"<pre>{markdown}</pre>"),
+                **{f"comparison/{name}": wandb.Image(str(path)) for name, path in images.items()},
+            })
+            for key, value in summary.items():
+                run.summary[key] = value
+            folder = str(Path(run.dir).parent)
+        finally:
+            run.finish()
+        log.info("W&B comparison run (%s) in %s", self.mode, folder)
+        return folder
 
 
 # -- reading an offline run back ---------------------------------------------------------------------------

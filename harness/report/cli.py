@@ -1,0 +1,84 @@
+"""`harness-report DIR`: rebuild the comparison of a sweep (or any folder of runs) from its folders."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="harness-report",
+        description="Build comparison.csv, comparison.md and report.html from the result.json files under DIR.",
+    )
+    parser.add_argument("directory", type=Path, help="a sweep directory (results/sweeps/<experiment>/<time>)")
+    parser.add_argument("--baseline", default="sft", help="group the others are compared with, paired by seed")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log the comparison as a run in the sweep's W&B group"
+    )
+    parser.add_argument(
+        "--wandb-report",
+        action="store_true",
+        help="also create a W&B Report for the sweep's group (online mode and the wandb-workspaces package)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not print the table")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = run(args)
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if report.failed_or_missing:
+        print(f"warning: {report.failed_or_missing} job(s) failed or are missing; see the report", file=sys.stderr)
+        sys.exit(1)
+
+
+def run(args: argparse.Namespace):
+    from harness.report import build_report
+    from harness.report.publish import log_comparison, sweep_identity
+
+    report = build_report(args.directory, baseline=args.baseline)
+    if not args.quiet:
+        print(report.markdown)
+    print(f"report: {report.html.resolve()}")
+    identity = sweep_identity(report)
+    if args.wandb:
+        log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", **identity["logger"]})
+    if args.wandb_report:
+        from harness.report.wandb_report import build_report as build_wandb_report
+        from harness.report.wandb_report import publish_report
+
+        logger = identity["logger"]
+        wandb_report = build_wandb_report(
+            entity=logger.get("entity") or _default_entity(),
+            project=logger.get("project", "alignment-harness"),
+            group=identity["group"],
+            title=f"{report.sweep.experiment}: alignment comparison",
+            algorithms=sorted({group.algorithm for group in report.comparison.groups}),
+        )
+        print(f"W&B report: {publish_report(wandb_report)}")
+    return report
+
+
+def _default_entity() -> str:
+    """The logged-in user's default entity (needs W&B credentials and network)."""
+    try:
+        import wandb
+
+        return wandb.Api().default_entity
+    except Exception as error:  # no key, no network: say so in one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise HarnessError(f"W&B report: cannot find your W&B entity (set logger.entity or log in): {first}") from error
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""`report.html`: one self-contained page (inline CSS, figures as data: URIs), readable with no network."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping
+
+from harness.report.plots import TITLES
+from harness.report.tables import COST, HEADLINE, Comparison, status_lines, table_rows
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #1d1d1f; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
+.meta { color: #555; font-size: .9rem; }
+table { border-collapse: collapse; margin: .8rem 0; font-size: .88rem; }
+th, td { border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f4f4f6; }
+td.best { font-weight: 700; background: #eef7ee; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .85rem; }
+.problems li { color: #a40000; }
+"""
+
+
+def _table(css_class: str, header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            best = cell.startswith("**") and cell.endswith("**")
+            text = html.escape(cell.strip("*"))
+            cells.append(f'<td class="best">{text}</td>' if best else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _figure(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    title = html.escape(TITLES.get(name, name))
+    return (
+        f'<figure id="{name}"><img class="plot" alt="{title}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{title} (also {name}.png beside this page)</figcaption></figure>"
+    )
+
+
+def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
+    sweep = comparison.sweep
+    counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
+    header, rows = table_rows(comparison, HEADLINE)
+    cost_header, cost_rows = table_rows(comparison, COST)
+    generation = sweep.config.get("generation", {})
+    sampling = ", ".join(f"{key}={value}" for key, value in generation.items()) or "not recorded"
+    versions = next((job.result.get("versions", {}) for job in sweep.jobs if job.result), {})
+    stack = ", ".join(f"{name} {version}" for name, version in versions.items())
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(sweep.experiment)}: alignment comparison</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(sweep.experiment)}: side-by-side comparison</h1>",
+        f'<p class="meta">{html.escape(str(sweep.root))} · jobs: {counts["complete"]} complete, '
+        f"{counts['failed']} failed, {counts['missing']} missing · evaluation sampling: {html.escape(sampling)}</p>",
+        "<h2>Comparison</h2>",
+        _table("comparison", header, rows),
+        '<p class="meta">Mean over seeds [95% t-interval]; best mean highlighted. KL is to the reference policy '
+        "(SFT; the base model for base and sft), estimated on the policy's own samples."
+        + (f" Δ: paired by seed against {html.escape(comparison.baseline)}." if comparison.baseline else "")
+        + "</p>",
+    ]
+    if problems := status_lines(sweep.jobs):
+        items = "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in problems)
+        parts += ["<h2>Jobs without a result</h2>", f'<ul class="problems">{items}</ul>']
+    for name, png in figures.items():
+        parts += [f"<h2>{html.escape(TITLES.get(name, name))}</h2>", _figure(name, png)]
+    parts += [
+        "<h2>Cost</h2>",
+        _table("cost", cost_header, cost_rows),
+        '<p class="meta">Mean per job. train s: the algorithm\'s own stage; pipeline s: every stage it stands on, '
+        "as long as each took to build (shared stages are built once per sweep and reused).</p>",
+        f'<p class="meta">Stack: {html.escape(stack)}</p>',
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,262 @@
+"""The comparison's figures (matplotlib, no display needed): each returned as PNG bytes by name."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.report.aggregate import Group, training_history
+from harness.report.tables import Comparison
+
+REWARD, KL, PROXY = "eval/gold/reward", "eval/kl/seq_kl", "eval/gold/proxy_reward"
+# A training curve per algorithm: the first of these its log has (proxy score for RL, margins for DPO, loss).
+CURVE_KEYS = ["objective/score", "reward", "rewards/margins", "loss"]
+GOLD_CURVE = "objective/gold_score"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _colours(groups: list[Group]) -> dict[str, tuple]:
+    palette = _pyplot().get_cmap("tab10")
+    algorithms = list(dict.fromkeys(group.algorithm for group in groups))
+    return {name: palette(index % 10) for index, name in enumerate(algorithms)}
+
+
+def _error(summary) -> float:
+    if summary is None or summary.n < 2 or math.isnan(summary.ci_high):
+        return 0.0
+    return summary.ci_high - summary.mean
+
+
+def frontier(comparison: Comparison) -> bytes | None:
+    """Gold reward against KL: every job faint, each group's mean with 95% intervals on both axes, and each
+    algorithm's frontier (its Pareto-best groups joined: more reward for no more KL)."""
+    groups = [g for g in comparison.groups if g.summary(REWARD) and g.summary(KL)]
+    if not groups:
+        return None
+    plt = _pyplot()
+    colours = _colours(groups)
+    figure, axes = plt.subplots(figsize=(7, 4.8))
+    labelled: set[str] = set()
+    for group in groups:
+        colour = colours[group.algorithm]
+        for job in group.complete:
+            if REWARD in job.metrics and KL in job.metrics:
+                axes.scatter(job.metrics[KL], job.metrics[REWARD], color=colour, alpha=0.3, s=14, linewidths=0)
+        reward, kl = group.summary(REWARD), group.summary(KL)
+        axes.errorbar(
+            kl.mean, reward.mean, xerr=_error(kl), yerr=_error(reward), fmt="o", color=colour, capsize=3,
+            label=None if group.algorithm in labelled else group.algorithm,
+        )
+        labelled.add(group.algorithm)
+        if group.params:
+            text = ",".join(group.params.values())
+            axes.annotate(text, (kl.mean, reward.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for algorithm in dict.fromkeys(g.algorithm for g in groups):
+        points = sorted((g.summary(KL).mean, g.summary(REWARD).mean) for g in groups if g.algorithm == algorithm)
+        front = pareto(points)
+        if len(front) > 1:
+            axes.plot(*zip(*front, strict=True), color=colours[algorithm], linewidth=1.5)
+    axes.set_xlabel("KL to reference (nats)")
+    axes.set_ylabel("gold reward")
+    axes.set_title("Reward vs KL: mean over seeds, 95% intervals")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    return _png(figure)
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (KL, reward) points that no other point beats with less or equal KL and more reward, by KL."""
+    front, best = [], -math.inf
+    for kl, reward in sorted(points, key=lambda p: (p[0], -p[1])):
+        if reward > best:
+            front.append((kl, reward))
+            best = reward
+    return front
+
+
+def metric_bars(comparison: Comparison) -> bytes | None:
+    """Bars of the quality metrics per group with 95% intervals as error bars."""
+    from harness.report.tables import HEADLINE
+
+    shown = [m for m in HEADLINE if m.key in comparison.metrics and m.key != PROXY]
+    if not shown:
+        return None
+    plt = _pyplot()
+    colours = _colours(comparison.groups)
+    figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6), squeeze=False)
+    for axis, metric in zip(axes[0], shown, strict=True):
+        labels, means, errors, colors = [], [], [], []
+        for group in comparison.groups:
+            if (s := group.summary(metric.key)) is not None:
+                labels.append(group.label)
+                means.append(s.mean)
+                errors.append(_error(s))
+                colors.append(colours[group.algorithm])
+        axis.bar(range(len(means)), means, yerr=errors, color=colors, capsize=3)
+        axis.set_xticks(range(len(means)), labels, rotation=45, ha="right", fontsize=8)
+        axis.set_title(metric.label, fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _curves(group: Group, key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    curves = []
+    for job in group.complete:
+        rows = [row for row in training_history(job) if key in row]
+        if rows:
+            curves.append((np.array([row["step"] for row in rows]), np.array([row[key] for row in rows])))
+    return curves
+
+
+def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and min/max band over seeds on the steps every seed logged."""
+    steps = curves[0][0]
+    for x, _ in curves[1:]:
+        steps = np.intersect1d(steps, x)
+    stacked = np.stack([np.interp(steps, x, y) for x, y in curves])
+    return steps, stacked.mean(0), stacked.min(0), stacked.max(0)
+
+
+def training_curves(comparison: Comparison) -> bytes | None:
+    """One panel per group that trained: its main training signal over steps, mean and range over seeds."""
+    panels = []
+    for group in comparison.groups:
+        for key in CURVE_KEYS:
+            if curves := _curves(group, key):
+                panels.append((group, key, curves))
+                break
+    if not panels:
+        return None
+    plt = _pyplot()
+    colours = _colours(comparison.groups)
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, (group, key, curves) in zip(axes.flat, panels, strict=False):
+        steps, mean, low, high = _mean_curve(curves)
+        colour = colours[group.algorithm]
+        axis.plot(steps, mean, color=colour)
+        axis.fill_between(steps, low, high, color=colour, alpha=0.2)
+        axis.set_title(f"{group.label}: {key}", fontsize=9)
+        axis.set_xlabel("step", fontsize=8)
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.axis("off")
+    figure.tight_layout()
+    return _png(figure)
+
+
+def gold_vs_proxy(comparison: Comparison) -> bytes | None:
+    """For RL on a learned reward: what the reward model believed against the gold reward. Left, over
+    training (where the run logged both); right, the final evaluation, one point per job."""
+    groups = [g for g in comparison.groups if g.summary(PROXY) is not None]
+    if not groups:
+        return None
+    plt = _pyplot()
+    colours = _colours(comparison.groups)
+    traced = [(g, _curves(g, "objective/score"), _curves(g, GOLD_CURVE)) for g in groups]
+    traced = [(g, proxy, gold) for g, proxy, gold in traced if proxy and gold]
+    figure, axes = plt.subplots(1, 2 if traced else 1, figsize=(11 if traced else 5.5, 4), squeeze=False)
+    if traced:
+        axis = axes[0][0]
+        for group, proxy, gold in traced:
+            colour = colours[group.algorithm]
+            steps, mean, _, _ = _mean_curve(proxy)
+            axis.plot(steps, mean, color=colour, linestyle="--", label=f"{group.label} proxy")
+            steps, mean, _, _ = _mean_curve(gold)
+            axis.plot(steps, mean, color=colour, label=f"{group.label} gold")
+        axis.set_xlabel("update")
+        axis.set_title("Training: proxy score (dashed) and gold reward", fontsize=10)
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    axis = axes[0][-1]
+    for group in groups:
+        xs = [job.metrics[PROXY] for job in group.complete if PROXY in job.metrics and REWARD in job.metrics]
+        ys = [job.metrics[REWARD] for job in group.complete if PROXY in job.metrics and REWARD in job.metrics]
+        axis.scatter(xs, ys, color=colours[group.algorithm], label=group.label)
+    axis.set_xlabel("proxy reward (reward model)")
+    axis.set_ylabel("gold reward")
+    axis.set_title("Evaluation: proxy vs gold, one point per job", fontsize=10)
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def cost_bars(comparison: Comparison) -> bytes | None:
+    """Mean wall seconds per group, split by stage (as built; shared stages count for every job)."""
+    stage_names: list[str] = []
+    for group in comparison.groups:
+        for job in group.complete:
+            for name in job.result.get("stages", {}):
+                if name not in stage_names:
+                    stage_names.append(name)
+    stage_names.append("eval")
+    groups = [g for g in comparison.groups if g.complete]
+    if not groups:
+        return None
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(groups) + 1.5))
+    left = np.zeros(len(groups))
+    palette = plt.get_cmap("tab20")
+    for index, name in enumerate(stage_names):
+        seconds = np.array([_mean_wall(g, name) for g in groups])
+        if not seconds.any():
+            continue
+        axis.barh(range(len(groups)), seconds, left=left, color=palette(index % 20), label=name)
+        left += seconds
+    axis.set_yticks(range(len(groups)), [g.label for g in groups], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("wall seconds (mean per job)")
+    axis.set_title("Cost by stage", fontsize=10)
+    axis.legend(fontsize=7, ncols=min(6, len(stage_names)), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    return _png(figure)
+
+
+def _mean_wall(group: Group, stage: str) -> float:
+    values = [
+        float(job.result.get("cost", {}).get("wall_s", {}).get(stage, 0.0))
+        if stage == "eval" or stage in job.result.get("stages", {})
+        else 0.0
+        for job in group.complete
+    ]
+    return float(np.mean(values)) if values else 0.0
+
+
+FIGURES: dict[str, Callable[[Comparison], bytes | None]] = {
+    "frontier": frontier,
+    "metrics": metric_bars,
+    "gold_vs_proxy": gold_vs_proxy,
+    "training_curves": training_curves,
+    "cost": cost_bars,
+}
+TITLES = {
+    "frontier": "Reward vs KL frontier",
+    "metrics": "Quality metrics with 95% intervals",
+    "gold_vs_proxy": "Gold vs proxy reward (RL on a learned reward)",
+    "training_curves": "Training curves",
+    "cost": "Cost by stage",
+}
+
+
+def render_all(comparison: Comparison) -> dict[str, bytes]:
+    return {name: png for name, make in FIGURES.items() if (png := make(comparison)) is not None}

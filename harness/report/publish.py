@@ -1,0 +1,62 @@
+"""The comparison in W&B: one more run in the sweep's group (table + figures), and optionally a W&B Report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from typing import Any
+
+from harness.report import Report
+
+log = logging.getLogger("harness")
+
+
+def sweep_identity(report: Report) -> dict[str, Any]:
+    """The W&B group and logger settings the sweep's jobs used (read from their result.json)."""
+    with_result = [job.result for job in report.sweep.jobs if job.result]
+    group = next((result.get("group") for result in with_result if result.get("group")), report.sweep.experiment)
+    logger = next((result.get("config", {}).get("logger") for result in with_result), None) or {}
+    return {"group": group, "logger": logger}
+
+
+def comparison_table(report: Report) -> tuple[list[str], list[list[Any]]]:
+    """The CSV as columns and typed rows (numbers as floats), ready for a `wandb.Table`."""
+    rows = list(csv.reader(io.StringIO(report.csv)))
+    header, body = rows[0], rows[1:]
+    return header, [[_typed(cell) for cell in row] for row in body]
+
+
+def _typed(cell: str) -> Any:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell if cell else None
+
+
+def log_comparison(report: Report, logger_config: Any) -> None:
+    """Log the comparison with the configured logger when it can (W&B: a `comparison` run in the group)."""
+    from harness.runner import build_plugin
+
+    if logger_config is None:
+        return
+    logger = build_plugin(logger_config)
+    if not hasattr(logger, "log_comparison"):
+        return
+    header, rows = comparison_table(report)
+    images = {name: path for name, path in report.files.items() if path.suffix == ".png"}
+    summary = {
+        f"{group.label}/{key}": s.mean
+        for group in report.comparison.groups
+        for key in ("eval/gold/reward", "eval/kl/seq_kl")
+        if (s := group.summary(key)) is not None
+    }
+    logger.log_comparison(
+        group=sweep_identity(report)["group"],
+        experiment=report.sweep.experiment,
+        columns=header,
+        rows=rows,
+        images=images,
+        summary=summary,
+        markdown=report.markdown,
+    )

@@ -1,0 +1,236 @@
+"""The comparison as rows: one per group, every metric as mean / interval, paired differences, and cost."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from harness.report.aggregate import Group, Job, Sweep, paired
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    better: str | None = None  # "higher" | "lower" | None (no best value marked)
+    digits: int = 3
+
+
+# The headline columns, in reading order. KL is unmarked: its reference differs (SFT for aligned policies,
+# the base model for sft and base), and less KL is a cost, not a quality.
+HEADLINE = [
+    Metric("eval/gold/reward", "gold reward", "higher"),
+    Metric("eval/win_rate/rate", "win rate", "higher"),
+    Metric("eval/gold/grammatical", "grammatical", "higher"),
+    Metric("eval/kl/seq_kl", "KL (nats)", None, 2),
+    Metric("eval/gold/proxy_reward", "proxy reward", None),
+    Metric("eval/diversity/distinct_2", "distinct-2", "higher"),
+]
+COST = [
+    Metric("cost/train_s", "train s", "lower", 0),
+    Metric("cost/eval_s", "eval s", "lower", 1),
+    Metric("cost/pipeline_s", "pipeline s", "lower", 0),
+    Metric("cost/tokens_trained", "tokens trained", "lower", 0),
+    Metric("cost/tokens_generated", "tokens generated", "lower", 0),
+    Metric("cost/peak_memory_mb", "peak MB", "lower", 0),
+]
+DIFF_METRIC = "eval/gold/reward"
+
+
+def cost_metrics(job: Job) -> dict[str, float]:
+    """Flat cost numbers of one job. `train_s` is the algorithm's own stage (0 when it trains nothing, as
+    best-of-n); `pipeline_s` adds every stage it stands on (data, base model, SFT, reward model) as built."""
+    cost = job.result.get("cost", {})
+    wall = cost.get("wall_s", {})
+    own = job.result.get("algorithm", "")
+    stages = set(job.result.get("stages", {}))
+    flat: dict[str, float] = {
+        "cost/train_s": float(wall.get(own, 0.0)) if own in stages else 0.0,
+        "cost/eval_s": float(wall.get("eval", math.nan)),
+        "cost/pipeline_s": float(sum(seconds for name, seconds in wall.items() if name in stages)),
+        "cost/tokens_trained": float(cost.get("tokens_trained", {}).get(own, 0)),
+        "cost/tokens_generated": float(cost.get("tokens_generated", math.nan)),
+        "cost/peak_memory_mb": float(cost.get("peak_memory_mb", math.nan)),
+    }
+    for name, seconds in wall.items():
+        flat[f"cost/wall_s/{name}"] = float(seconds)
+    return flat
+
+
+def _with_cost(group: Group) -> None:
+    for job in group.complete:
+        job.result.setdefault("metrics", {}).update(cost_metrics(job))
+
+
+def metric_keys(groups: list[Group]) -> list[str]:
+    """Every numeric metric any complete job reports: the headline ones first, then eval/*, train/*, cost/*."""
+    present: set[str] = set()
+    for group in groups:
+        for job in group.complete:
+            present.update(key for key, value in job.metrics.items() if isinstance(value, int | float))
+    first = [m.key for m in HEADLINE + COST if m.key in present]
+    rest = sorted(present - set(first), key=lambda k: (not k.startswith("eval/"), not k.startswith("cost/"), k))
+    return first + rest
+
+
+@dataclass
+class Comparison:
+    sweep: Sweep
+    groups: list[Group]
+    baseline: str | None  # label of the baseline group (None when it is not in the sweep)
+    metrics: list[str]
+
+    def summary(self, group: Group, metric: str) -> Any:
+        return group.summary(metric)
+
+    def diff(self, group: Group, metric: str = DIFF_METRIC) -> Any:
+        base = self.baseline_group
+        if base is None or group is base:
+            return None
+        return paired(group.values(metric), base.values(metric))
+
+    @property
+    def baseline_group(self) -> Group | None:
+        return next((g for g in self.groups if g.label == self.baseline), None)
+
+    def best(self, metric: Metric) -> str | None:
+        """Label of the group with the best mean for a metric with a direction (None if there is none)."""
+        if metric.better is None:
+            return None
+        means = {g.label: s.mean for g in self.groups if (s := g.summary(metric.key)) is not None}
+        if len(means) < 2:
+            return None
+        pick = max if metric.better == "higher" else min
+        return pick(means, key=means.__getitem__)
+
+
+def compare(sweep: Sweep, baseline: str = "sft") -> Comparison:
+    groups = sweep.groups
+    for group in groups:
+        _with_cost(group)
+    labels = {group.label for group in groups}
+    return Comparison(sweep, groups, baseline if baseline in labels else None, metric_keys(groups))
+
+
+# -- CSV --------------------------------------------------------------------------------------------------
+def to_csv(comparison: Comparison) -> str:
+    """One row per group; per metric: mean, std, ci_low, ci_high, n; the paired difference to the baseline
+    for the headline metrics. Numbers in full precision, so a rebuild from the same folders is identical."""
+    param_keys = sorted({key for group in comparison.groups for key in group.params})
+    diff_keys = [m.key for m in HEADLINE if m.key in comparison.metrics]
+    header = ["group", "algorithm", *param_keys, "seeds", "complete", "failed", "missing"]
+    for key in comparison.metrics:
+        header += [f"{key}/{part}" for part in ("mean", "std", "ci_low", "ci_high", "n")]
+    base = comparison.baseline or "baseline"
+    for key in diff_keys:
+        header += [f"{key}/diff_vs_{base}/{part}" for part in ("mean", "ci_low", "ci_high", "p_value", "n")]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for group in comparison.groups:
+        row: list[Any] = [group.label, group.algorithm, *(group.params.get(key, "") for key in param_keys)]
+        row += [" ".join(sorted({job.seed for job in group.complete}, key=_seed_order))]
+        row += [sum(job.status == status for job in group.jobs) for status in ("complete", "failed", "missing")]
+        for key in comparison.metrics:
+            s = group.summary(key)
+            row += [_number(v) for v in (s.mean, s.std, s.ci_low, s.ci_high)] + [s.n] if s else ["", "", "", "", 0]
+        for key in diff_keys:
+            d = comparison.diff(group, key)
+            row += [_number(v) for v in (d.diff, d.ci_low, d.ci_high, d.p_value)] + [d.n] if d else [""] * 4 + [0]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def _seed_order(seed: str) -> tuple[int, str]:
+    return (int(seed), "") if seed.lstrip("-").isdigit() else (0, seed)
+
+
+def _number(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
+
+
+# -- Markdown ---------------------------------------------------------------------------------------------
+def _cell(summary: Any, digits: int, bold: bool) -> str:
+    if summary is None:
+        return "–"
+    text = f"{summary.mean:.{digits}f}"
+    if summary.n > 1 and not math.isnan(summary.ci_low):
+        text += f" [{summary.ci_low:.{digits}f}, {summary.ci_high:.{digits}f}]"
+    return f"**{text}**" if bold else text
+
+
+def _diff_cell(diff: Any) -> str:
+    if diff is None:
+        return "–"
+    text = f"{diff.diff:+.3f}"
+    if diff.n > 1 and not math.isnan(diff.ci_low):
+        text += f" [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]"
+    return text
+
+
+def table_rows(comparison: Comparison, metrics: list[Metric]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows (mean [95% CI], the best mean in bold) for the given metrics."""
+    shown = [m for m in metrics if m.key in comparison.metrics]
+    best = {m.key: comparison.best(m) for m in shown}
+    header = ["algorithm", "seeds", *(m.label for m in shown)]
+    with_diff = comparison.baseline is not None and DIFF_METRIC in comparison.metrics and metrics is HEADLINE
+    if with_diff:
+        header.insert(3, f"Δ gold vs {comparison.baseline}")
+    rows = []
+    for group in comparison.groups:
+        n_done = len(group.complete)
+        seeds = f"{n_done}/{len(group.jobs)}" if n_done != len(group.jobs) else str(n_done)
+        cells = [_cell(group.summary(m.key), m.digits, best[m.key] == group.label) for m in shown]
+        if with_diff:
+            cells.insert(1, _diff_cell(comparison.diff(group)))
+        rows.append([group.label, seeds, *cells])
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(comparison: Comparison) -> str:
+    sweep = comparison.sweep
+    header, rows = table_rows(comparison, HEADLINE)
+    cost_header, cost_rows = table_rows(comparison, COST)
+    parts = [
+        f"## {sweep.experiment}: side-by-side comparison",
+        "",
+        markdown_table(header, rows),
+        "",
+        _caption(comparison),
+        "",
+        "### Cost (mean per job)",
+        "",
+        markdown_table(cost_header, cost_rows),
+    ]
+    if problems := status_lines(sweep.jobs):
+        parts += ["", "### Jobs without a result", "", *problems]
+    return "\n".join(parts) + "\n"
+
+
+def _caption(comparison: Comparison) -> str:
+    text = (
+        "Mean over seeds [95% t-interval]; best mean in bold. KL is to the reference policy "
+        "(SFT; the base model for base and sft), estimated on the policy's own samples."
+    )
+    if comparison.baseline:
+        text += f" Δ: paired by seed against {comparison.baseline}, with its 95% t-interval."
+    return text
+
+
+def status_lines(jobs: list[Job]) -> list[str]:
+    lines = []
+    for job in jobs:
+        if job.status == "complete":
+            continue
+        what = " ".join(f"{key}={value}" for key, value in job.params.items())
+        lines.append(f"- **{job.status}**: {what}: {job.reason or 'no reason recorded'}")
+    return lines

@@ -1,0 +1,153 @@
+"""Look at a self-contained HTML report in a real headless browser (the system Chromium, driven by Playwright).
+
+Not a test module: tests import it (`from browser import chromium_page, render_report`).
+
+    with chromium_page() as page:
+        seen = render_report(page, tmp_path / "report.html")
+
+Chromium comes from Debian (`make browser`, i.e. `apt-get install chromium`), not from `playwright install`
+(whose download host is unreachable here). Where Playwright or Chromium is missing, the helpers skip the calling
+test with the reason; a Chromium that is there but will not start is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = Path(os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium"))
+# Headless, no sandbox (we run as root), and nothing that phones home: the network is closed, and Chromium's
+# background services (component updater, sync, QUIC probes) otherwise stall or log errors trying to reach it.
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+TIMEOUT_MS = 30_000
+
+# Runs in the page after `load`: what a reader of the report would see.
+_INSPECT_JS = """() => {
+    const text = (el) => el.textContent.trim();
+    const tables = [...document.querySelectorAll("table.comparison")].map((table) => {
+        const headRows = table.tHead ? [...table.tHead.rows] : [];
+        let bodyRows = [...table.tBodies].flatMap((body) => [...body.rows]);
+        const first = bodyRows[0];
+        if (!headRows.length && first && first.querySelector("th") && !first.querySelector("td")) {
+            headRows.push(bodyRows.shift());  // a header row written without <thead>
+        }
+        return {
+            headers: headRows.flatMap((row) => [...row.cells].map(text)),
+            rows: bodyRows.length,
+        };
+    });
+    const images = [...document.images].map((img) => ({
+        alt: img.getAttribute("alt"),
+        scheme: ((img.getAttribute("src") || "").match(/^([a-z][a-z0-9+.-]*):/i) || ["", ""])[1].toLowerCase(),
+        complete: img.complete,
+        naturalWidth: img.naturalWidth,
+        naturalHeight: img.naturalHeight,
+    }));
+    return {title: document.title, tables, images};
+}"""
+
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """A fresh Playwright sync `Page` in the system Chromium (own empty profile); skips the test where there is none."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed in this virtualenv (pip install playwright)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (`make browser` installs it: apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="harness-chromium-") as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=list(CHROMIUM_ARGS),
+            offline=True,
+            timeout=TIMEOUT_MS,
+        )
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            context.close()
+
+
+def render_report(page: Page, path: Path) -> dict[str, Any]:
+    """Load `path` (file://) in `page`, wait for `load`, and return what the browser saw, as a dict:
+
+    - `title`: the document title.
+    - `tables`: one `{"headers": [str], "rows": int}` per `table.comparison`; `rows` counts body rows only.
+    - `images`: one `{"alt", "scheme", "complete", "naturalWidth", "naturalHeight"}` per `<img>`; `scheme` is that of
+      its src ("data", "https", ..., "" when relative). A broken image is `complete` with `naturalWidth == 0`.
+    - `requests`: every URL the page asked for besides itself and data: URIs. A self-contained report asks for none;
+      they are refused (never sent), so each one is also in `failed_requests`.
+    - `failed_requests`: `{"url", "failure"}` per failed request.
+    - `console_errors`: console error messages, and uncaught page exceptions as "uncaught: ...".
+    """
+    url = Path(path).resolve().as_uri()
+    requests: list[str] = []
+    failed: list[dict[str, str]] = []
+    errors: list[str] = []
+
+    def on_request(request: Any) -> None:
+        if request.url != url and not request.url.startswith("data:"):
+            requests.append(request.url)
+
+    def on_failed(request: Any) -> None:
+        failed.append({"url": request.url, "failure": str(request.failure)})
+
+    def on_console(message: Any) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    def on_page_error(exc: Any) -> None:
+        errors.append(f"uncaught: {exc}")
+
+    def on_route(route: Any) -> None:
+        # Only the report itself may load; anything else it asks for is refused (and shows up as a failed request).
+        if route.request.url == url:
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")
+
+    page.on("request", on_request)
+    page.on("requestfailed", on_failed)
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    page.route("**/*", on_route)
+    try:
+        page.goto(url, wait_until="load")
+        seen = page.evaluate(_INSPECT_JS)
+    finally:
+        page.unroute("**/*")
+        page.remove_listener("request", on_request)
+        page.remove_listener("requestfailed", on_failed)
+        page.remove_listener("console", on_console)
+        page.remove_listener("pageerror", on_page_error)
+    return seen | {"requests": requests, "failed_requests": failed, "console_errors": errors}
+
+
+@contextmanager
+def open_page(path: Path) -> Iterator[tuple[Page, dict[str, Any]]]:
+    """`with open_page(path) as (page, seen)`: a fresh page with `path` loaded, and `render_report`'s answer."""
+    with chromium_page() as page:
+        yield page, render_report(page, path)

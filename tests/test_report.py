@@ -1,0 +1,224 @@
+"""The comparison report on hand-made sweeps: known statistics, missing and failed jobs, identical rebuilds,
+the W&B comparison run (offline), the `harness-report` command, and report.html in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sweeps import GROUP, make_job, write_multirun
+
+from harness.errors import HarnessError
+from harness.report import build_report
+from harness.report.aggregate import load_sweep, paired, summarise
+from harness.report.plots import pareto
+
+REPORT = Path(sys.executable).parent / "harness-report"
+T_975_DF2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (any t table)
+SFT = [0.60, 0.65, 0.70]
+DPO = [0.70, 0.80, 0.75]
+
+
+def _metrics(reward: float, seed: int, proxy: float | None = None) -> dict[str, float]:
+    metrics = {
+        "eval/gold/reward": reward,
+        "eval/gold/grammatical": 0.9,
+        "eval/kl/seq_kl": 0.5 + 0.1 * seed,
+        "eval/diversity/distinct_2": 0.1,
+    }
+    if proxy is not None:
+        metrics["eval/gold/proxy_reward"] = proxy
+    return metrics
+
+
+@pytest.fixture
+def complete_sweep(tmp_path: Path) -> Path:
+    """sft and dpo over seeds 0-2 with the rewards above; ppo with a proxy reward and training curves."""
+    write_multirun(tmp_path, {"algorithm": "sft,dpo,ppo", "seed": "0,1,2"})
+    number = 0
+    for algorithm, rewards in (("sft", SFT), ("dpo", DPO), ("ppo", [0.85, 0.8, 0.9])):
+        for seed, reward in enumerate(rewards):
+            proxy = 1.0 + seed if algorithm == "ppo" else None
+            if algorithm == "ppo":
+                curve = [(step, {"objective/score": 0.1 * step, "objective/gold_score": 0.5}) for step in (1, 2)]
+            else:
+                curve = [(step, {"loss": 2.0 - 0.1 * step}) for step in (10, 20, 30)]
+            make_job(tmp_path, number, algorithm, seed, _metrics(reward, seed, proxy), curve=curve)
+            number += 1
+    return tmp_path
+
+
+def _rows(text: str) -> dict[str, dict[str, str]]:
+    return {row["group"]: row for row in csv.DictReader(io.StringIO(text))}
+
+
+def test_mean_and_t_interval_of_known_values() -> None:
+    """sft rewards 0.60, 0.65, 0.70: mean 0.65, sample std 0.05, standard error 0.05 / sqrt(3) = 0.028868;
+    95% t-interval 0.65 -/+ 4.302653 * 0.028868 = 0.65 -/+ 0.124208 = [0.525792, 0.774208]."""
+    s = summarise(SFT)
+    half = T_975_DF2 * 0.05 / math.sqrt(3)
+    assert (s.n, s.mean, s.std) == (3, pytest.approx(0.65), pytest.approx(0.05))
+    assert (s.ci_low, s.ci_high) == (pytest.approx(0.65 - half, abs=1e-6), pytest.approx(0.65 + half, abs=1e-6))
+    one = summarise([0.7])
+    assert one.mean == 0.7 and math.isnan(one.ci_low) and math.isnan(one.std)  # no interval from one seed
+
+
+def test_paired_difference_of_known_values() -> None:
+    """dpo - sft by seed: 0.10, 0.15, 0.05: mean 0.10, std 0.05, so the same half-width 0.124208:
+    [-0.024208, 0.224208]; t = 0.10 / 0.028868 = 3.4641 on 2 df, two-sided p = 0.0742."""
+    d = paired(dict(enumerate(DPO)), dict(enumerate(SFT)))
+    assert (d.n, d.diff) == (3, pytest.approx(0.10))
+    assert d.ci_low == pytest.approx(0.10 - 0.124208, abs=1e-5)
+    assert d.ci_high == pytest.approx(0.10 + 0.124208, abs=1e-5)
+    assert d.p_value == pytest.approx(0.0742, abs=1e-3)
+    only_shared = paired({0: 0.7, 5: 0.9}, {0: 0.6, 1: 0.6})  # pairs only seeds both have
+    assert only_shared.n == 1 and only_shared.diff == pytest.approx(0.1)
+
+
+def test_report_files_and_numbers(complete_sweep: Path) -> None:
+    report = build_report(complete_sweep)
+    for name in ("comparison.csv", "comparison.md", "report.html", "frontier.png", "training_curves.png"):
+        assert (complete_sweep / name).stat().st_size > 0, name
+    rows = _rows(report.csv)
+    assert list(rows) == ["sft", "dpo", "ppo"]
+    dpo = rows["dpo"]
+    assert float(dpo["eval/gold/reward/mean"]) == pytest.approx(0.75)
+    assert float(dpo["eval/gold/reward/ci_low"]) == pytest.approx(0.75 - 0.124208, abs=1e-5)
+    assert float(dpo["eval/gold/reward/diff_vs_sft/mean"]) == pytest.approx(0.10)
+    assert (dpo["complete"], dpo["failed"], dpo["missing"], dpo["seeds"]) == ("3", "0", "0", "0 1 2")
+    assert rows["sft"]["eval/gold/reward/diff_vs_sft/mean"] == ""  # the baseline is not compared with itself
+    assert float(dpo["cost/train_s/mean"]) == pytest.approx(31.0)  # its own stage: 30, 31, 32 seconds
+    # the markdown marks the best mean per metric: ppo on gold reward (0.85)
+    assert "| ppo | 3 | **0.850 [" in report.markdown
+    assert "+0.100 [-0.024, +0.224]" in report.markdown
+
+
+def test_rebuilding_gives_identical_csv(complete_sweep: Path) -> None:
+    first = build_report(complete_sweep).csv
+    (complete_sweep / "comparison.csv").unlink()
+    assert build_report(complete_sweep).csv == first
+    assert (complete_sweep / "comparison.csv").read_text() == first
+
+
+def test_failed_and_missing_jobs_are_reported_not_dropped(tmp_path: Path) -> None:
+    """Asked for: sft, dpo x seeds 0-3. dpo seed 1 failed, dpo seed 2 was killed (folder, no result),
+    and nothing at all exists for dpo seed 3 or sft seed 3 (never started)."""
+    write_multirun(tmp_path, {"algorithm": "sft,dpo", "seed": "0,1,2,3"})
+    for seed, reward in enumerate(SFT):
+        make_job(tmp_path, seed, "sft", seed, _metrics(reward, seed))
+    make_job(tmp_path, 4, "dpo", 0, _metrics(0.7, 0))
+    make_job(tmp_path, 5, "dpo", 1, {}, status="failed")
+    make_job(tmp_path, 6, "dpo", 2, {}, status="missing")
+    report = build_report(tmp_path)
+    rows = _rows(report.csv)
+    assert (rows["sft"]["complete"], rows["sft"]["missing"]) == ("3", "1")
+    assert (rows["dpo"]["complete"], rows["dpo"]["failed"], rows["dpo"]["missing"]) == ("1", "1", "2")
+    assert rows["dpo"]["eval/gold/reward/n"] == "1"
+    assert report.failed_or_missing == 4
+    assert "| dpo | 1/4 |" in report.markdown
+    assert "**failed**: algorithm=dpo seed=1: HarnessError: the loss went NaN" in report.markdown
+    killed = "**missing**: algorithm=dpo seed=2: no result.json in 6_dpo_seed2: killed or still running"
+    assert killed in report.markdown
+    assert "**missing**: algorithm=dpo seed=3: never started" in report.markdown
+    assert "Jobs without a result" in (tmp_path / "report.html").read_text()
+
+
+def test_swept_hyperparameters_make_their_own_groups(tmp_path: Path) -> None:
+    write_multirun(tmp_path, {"algorithm": "dpo,ppo", "kl_beta": "0.1,1.0", "seed": "0"})
+    for number, (algorithm, beta, reward) in enumerate(
+        [("dpo", "0.1", 0.8), ("dpo", "1.0", 0.7), ("ppo", "0.1", 0.9), ("ppo", "1.0", 0.75)]
+    ):
+        make_job(tmp_path, number, algorithm, 0, _metrics(reward, 0), extra_overrides=(f"kl_beta={beta}",))
+    sweep = load_sweep(tmp_path)
+    labels = ["dpo kl_beta=0.1", "dpo kl_beta=1.0", "ppo kl_beta=0.1", "ppo kl_beta=1.0"]
+    assert [g.label for g in sweep.groups] == labels
+    report = build_report(tmp_path)
+    assert report.comparison.baseline is None  # no sft in this sweep: no paired column
+    assert _rows(report.csv)["ppo kl_beta=0.1"]["kl_beta"] == "0.1"
+    assert report.failed_or_missing == 0
+
+
+def test_pareto_front_keeps_only_undominated_points() -> None:
+    points = [(0.2, 0.4), (0.1, 0.5), (0.3, 0.6), (0.3, 0.7), (0.5, 0.65)]
+    assert pareto(points) == [(0.1, 0.5), (0.3, 0.7)]
+
+
+def test_not_a_directory_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="not a directory"):
+        load_sweep(tmp_path / "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(HarnessError, match=r"no result\.json"):
+        load_sweep(empty)
+
+
+def test_harness_report_command(complete_sweep: Path, tmp_path: Path) -> None:
+    done = subprocess.run([str(REPORT), str(complete_sweep)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| dpo | 3 |" in done.stdout and f"report: {complete_sweep / 'report.html'}" in done.stdout
+    bad = subprocess.run([str(REPORT), str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "is not a directory" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_comparison_is_logged_as_a_wandb_run_offline(complete_sweep: Path, tmp_path: Path) -> None:
+    from harness.report.publish import log_comparison
+    from plugins.loggers.wandb import read_offline_run
+
+    report = build_report(complete_sweep)
+    wandb_dir = tmp_path / "wandb_out"
+    log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", "dir": str(wandb_dir), "mode": "offline"})
+    (run_dir,) = (wandb_dir / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert (run["job_type"], run["group"], run["name"]) == ("comparison", GROUP, "handmade-comparison")
+    logged = {key: value for row in run["history"] for key, value in row.items()}  # media: nested keys, flattened
+    assert logged["comparison/table/_type"] == "table-file" and logged["comparison/table/nrows"] == 3
+    assert {logged[f"comparison/{name}/_type"] for name in ("frontier", "metrics", "cost")} == {"image-file"}
+    table = json.loads((run_dir / "files" / logged["comparison/table/path"]).read_text())
+    column = table["columns"].index("eval/gold/reward/mean")
+    assert {row[0]: row[column] for row in table["data"]}["dpo"] == pytest.approx(0.75)
+    assert run["summary"]["dpo/eval/gold/reward"] == pytest.approx(0.75)
+
+
+def test_report_renders_in_a_real_browser(complete_sweep: Path) -> None:
+    from browser import chromium_page, render_report
+
+    report = build_report(complete_sweep)
+    figures = [name for name, path in report.files.items() if path.suffix == ".png"]
+    assert set(figures) == {"frontier", "metrics", "gold_vs_proxy", "training_curves", "cost"}
+    with chromium_page() as page:
+        seen = render_report(page, report.html)
+    (table,) = seen["tables"]
+    assert table["rows"] == 3 and table["headers"][:3] == ["algorithm", "seeds", "gold reward"]
+    assert len(seen["images"]) == len(figures)
+    for image in seen["images"]:
+        assert image["scheme"] == "data" and image["complete"], image
+        assert image["naturalWidth"] > 100 and image["naturalHeight"] > 100, image
+    assert seen["requests"] == [] and seen["failed_requests"] == [] and seen["console_errors"] == []
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    """`algorithm=checkpoint` without a path fails at once; the base job after it still runs, the report
+    lists the failure, and `harness` exits 1 with one-line errors and no traceback."""
+    from conftest import run_harness
+
+    from harness.results import read_results
+
+    done = run_harness(
+        "-m", "algorithm=checkpoint,base", "seed=0", "debug=smoke", "logger=none", "eval=[gold]",
+        f"results_dir={tmp_path}",
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "error: algorithm.path is not set" in done.stderr and "Traceback" not in done.stderr
+    assert "warning: 1 job(s) failed or are missing" in done.stderr
+    statuses = {r["algorithm"]: (r["status"], r["error"]) for r in read_results(tmp_path / "sweeps")}
+    assert statuses["base"] == ("complete", None)
+    assert statuses["checkpoint"][0] == "failed" and "algorithm.path is not set" in statuses["checkpoint"][1]
+    assert "**failed**: algorithm=checkpoint seed=0: algorithm.path is not set" in done.stdout
