@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.errors import HarnessError
+from harness.results import is_compared
 from harness.schema import register_configs
 
 log = logging.getLogger("harness")
@@ -76,7 +77,8 @@ def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    swept = [o for o in overrides if not o.startswith(("seed=", "algorithm="))]
+    named = [o for o in overrides if o.split("=", 1)[0] not in ("seed", "algorithm", "experiment")]
+    swept = [o for o in named if is_compared(o.split("=", 1)[0])]
     name = "-".join([cfg.algorithm.name, *swept, f"seed{cfg.seed}"])
     if hydra_cfg.mode == RunMode.MULTIRUN:
         group = f"{cfg.experiment_name}-{Path(hydra_cfg.sweep.dir).name}"

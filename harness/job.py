@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
 from harness.protocols import EvalSuite, Policy
-from harness.results import SAMPLES_FILE, TRAIN_LOG_FILE, peak_memory_mb, redact, write_result
+from harness.results import SAMPLES_FILE, TRAIN_LOG_FILE, peak_memory_mb, redact, reset_peak_memory, write_result
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
 from harness.versions import stack_versions
 
@@ -42,6 +42,7 @@ class Job:
         run: Run | None = None
         wall: dict[str, float] = {}
         started_logger = False
+        reset_peak_memory()
         try:  # whatever fails, even building a plugin, leaves a result.json that says so
             algorithm = build_plugin(cfg.algorithm)
             suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
@@ -56,9 +57,11 @@ class Job:
             start = time.perf_counter()
             policy = algorithm.train(run)
             wall["train_job"] = time.perf_counter() - start
-            start = time.perf_counter()
+            start, before = time.perf_counter(), set(run.stages)
             eval_metrics, tokens_generated = self.evaluate(run, policy, suites)
-            wall["eval"] = time.perf_counter() - start
+            # a stage a suite needed (win_rate's SFT baseline for `base`) is charged to that stage, not to eval
+            built = sum(out.seconds for name, out in run.stages.items() if name not in before and out.built_now)
+            wall["eval"] = time.perf_counter() - start - built
             self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
             self.write(run, status="failed", error=error, wall=wall)

@@ -9,6 +9,7 @@ Schema (version 1):
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 from collections.abc import Mapping
@@ -21,6 +22,16 @@ SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 TRAIN_LOG_FILE = "train_log.jsonl"  # the algorithm stage's training history (step + metrics per line)
+TRAIN_LOG_FILE = "train_log.jsonl"  # the algorithm stage's training history (step + metrics per line)
+
+# Overrides that say how or where a job ran, not what it compares: never part of a job's name or a report group.
+_NOT_COMPARED = {"results_dir", "cache_dir", "logger", "experiment_name", "device", "debug", "cpu_threads"}
+
+
+def is_compared(key: str) -> bool:
+    """Whether an override key (`algorithm`, `kl_beta`, `algorithm.trainer.beta`) is part of what is compared."""
+    return key not in _NOT_COMPARED and not key.startswith(("hydra.", "logger."))
+
 
 _SECRET = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
 _NOT_SECRET = re.compile(r"(_tokens?$|^tokens?_|max_new_tokens|pad_token|eos_token|bos_token|unk_token)")
@@ -40,13 +51,28 @@ def redact(config: Any) -> Any:
     return config
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak for this job. Sweeps run several jobs in one process (Hydra's basic launcher, joblib's
+    reused workers), so the process-lifetime peak would charge a job for its predecessors' memory."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    with contextlib.suppress(OSError):  # Linux >= 4.0: writing 5 resets the peak resident set size (VmHWM)
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_memory_mb() -> float:
-    """Peak memory of this process: CUDA allocations on a GPU, resident set size on CPU."""
+    """Peak memory since `reset_peak_memory`: CUDA allocations on a GPU, resident set size on CPU."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # KiB
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak; Linux reports KiB
 
 
 def write_result(output_dir: Path, result: Mapping[str, Any]) -> Path:

@@ -18,12 +18,10 @@ import numpy as np
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.results import RESULT_FILE, TRAIN_LOG_FILE, read_results
+from harness.results import RESULT_FILE, TRAIN_LOG_FILE, is_compared, read_results
 
 CONFIDENCE = 0.95
 MULTIRUN_FILE = "multirun.yaml"
-# Overrides that say how or where a job ran, not what it compared: never a grouping key.
-_NOT_COMPARED = ("hydra.", "results_dir", "cache_dir", "logger", "experiment_name", "device", "debug")
 
 
 @dataclass
@@ -164,13 +162,9 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _compared(key: str) -> bool:
-    return not key.startswith(_NOT_COMPARED)
-
-
 def _job_params(overrides: Iterable[str]) -> dict[str, str]:
     parsed = _parse(overrides)
-    return {o.key_or_group: _text(o.value()) for o in parsed if not o.is_delete() and _compared(o.key_or_group)}
+    return {o.key_or_group: _text(o.value()) for o in parsed if not o.is_delete() and is_compared(o.key_or_group)}
 
 
 def expected_jobs(multirun: Mapping[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
@@ -189,7 +183,7 @@ def _sweep_values(overrides: Iterable[str]) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     for override in _parse(overrides):
         key = override.key_or_group
-        if override.is_delete() or not _compared(key):
+        if override.is_delete() or not is_compared(key):
             continue
         if override.is_sweep_override():
             values[key] = [_text(v) for v in override.sweep_iterator()]
@@ -227,12 +221,22 @@ def load_sweep(root: Path) -> Sweep:
             folder = unfinished.get(identity)
             reason = f"no result.json in {folder.name}: killed or still running" if folder else "never started"
             jobs.append(Job(dict(combo), "missing", {}, folder, reason))
+    jobs.sort(key=lambda job: _job_order(job, expected))
     if not jobs:
         raise HarnessError(f"harness-report: no {RESULT_FILE} under {root} and no {MULTIRUN_FILE} naming jobs")
     complete = [job for job in jobs if job.status == "complete"]
     config = complete[0].result.get("config", {}) if complete else {}
     experiment = next((job.result.get("experiment") for job in jobs if job.result), None) or root.parent.name
     return Sweep(root, jobs, swept or ["algorithm", "seed"], experiment, config)
+
+
+def _job_order(job: Job, expected: list[dict[str, str]]) -> tuple[int, int, str]:
+    """The order the sweep asked for the jobs in; else Hydra's job number (`12_ppo_seed0`), not the string order."""
+    identity = tuple(sorted(job.params.items()))
+    position = next((i for i, combo in enumerate(expected) if tuple(sorted(combo.items())) == identity), len(expected))
+    name = job.dir.name if job.dir is not None else ""
+    number = name.split("_", 1)[0]
+    return position, int(number) if number.isdigit() else 1 << 30, name
 
 
 def _varying_keys(results: list[dict[str, Any]]) -> list[str]:

@@ -51,7 +51,7 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
     sweep = comparison.sweep
     counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
     header, rows = table_rows(comparison, HEADLINE)
-    cost_header, cost_rows = table_rows(comparison, COST)
+    cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     generation = sweep.config.get("generation", {})
     sampling = ", ".join(f"{key}={value}" for key, value in generation.items()) or "not recorded"
     versions = next((job.result.get("versions", {}) for job in sweep.jobs if job.result), {})

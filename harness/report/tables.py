@@ -30,12 +30,12 @@ HEADLINE = [
     Metric("eval/diversity/distinct_2", "distinct-2", "higher"),
 ]
 COST = [
-    Metric("cost/train_s", "train s", "lower", 0),
-    Metric("cost/eval_s", "eval s", "lower", 1),
-    Metric("cost/pipeline_s", "pipeline s", "lower", 0),
-    Metric("cost/tokens_trained", "tokens trained", "lower", 0),
-    Metric("cost/tokens_generated", "tokens generated", "lower", 0),
-    Metric("cost/peak_memory_mb", "peak MB", "lower", 0),
+    Metric("cost/train_s", "train s", None, 0),  # no best marked: zero for what does not train (base, best-of-n)
+    Metric("cost/eval_s", "eval s", None, 1),
+    Metric("cost/pipeline_s", "pipeline s", None, 0),
+    Metric("cost/tokens_trained", "tokens trained", None, 0),
+    Metric("cost/tokens_generated", "tokens generated", None, 0),
+    Metric("cost/peak_memory_mb", "peak MB", None, 0),
 ]
 DIFF_METRIC = "eval/gold/reward"
 
@@ -153,11 +153,11 @@ def _number(value: float) -> str:
 
 
 # -- Markdown ---------------------------------------------------------------------------------------------
-def _cell(summary: Any, digits: int, bold: bool) -> str:
+def _cell(summary: Any, digits: int, bold: bool, interval: bool = True) -> str:
     if summary is None:
         return "–"
     text = f"{summary.mean:.{digits}f}"
-    if summary.n > 1 and not math.isnan(summary.ci_low):
+    if interval and summary.n > 1 and not math.isnan(summary.ci_low):
         text += f" [{summary.ci_low:.{digits}f}, {summary.ci_high:.{digits}f}]"
     return f"**{text}**" if bold else text
 
@@ -171,7 +171,9 @@ def _diff_cell(diff: Any) -> str:
     return text
 
 
-def table_rows(comparison: Comparison, metrics: list[Metric]) -> tuple[list[str], list[list[str]]]:
+def table_rows(
+    comparison: Comparison, metrics: list[Metric], intervals: bool = True
+) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows (mean [95% CI], the best mean in bold) for the given metrics."""
     shown = [m for m in metrics if m.key in comparison.metrics]
     best = {m.key: comparison.best(m) for m in shown}
@@ -183,7 +185,7 @@ def table_rows(comparison: Comparison, metrics: list[Metric]) -> tuple[list[str]
     for group in comparison.groups:
         n_done = len(group.complete)
         seeds = f"{n_done}/{len(group.jobs)}" if n_done != len(group.jobs) else str(n_done)
-        cells = [_cell(group.summary(m.key), m.digits, best[m.key] == group.label) for m in shown]
+        cells = [_cell(group.summary(m.key), m.digits, best[m.key] == group.label, intervals) for m in shown]
         if with_diff:
             cells.insert(1, _diff_cell(comparison.diff(group)))
         rows.append([group.label, seeds, *cells])
@@ -199,7 +201,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def to_markdown(comparison: Comparison) -> str:
     sweep = comparison.sweep
     header, rows = table_rows(comparison, HEADLINE)
-    cost_header, cost_rows = table_rows(comparison, COST)
+    cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     parts = [
         f"## {sweep.experiment}: side-by-side comparison",
         "",
