@@ -20,7 +20,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.errors import HarnessError
-from harness.results import is_compared
+from harness.io import read_json
+from harness.results import RESULT_FILE, is_compared, redact_overrides
 from harness.schema import register_configs
 
 log = logging.getLogger("harness")
@@ -76,7 +77,7 @@ def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = redact_overrides(hydra_cfg.overrides.task)  # they go into result.json and the W&B run
     named = [o for o in overrides if o.split("=", 1)[0] not in ("seed", "algorithm", "experiment")]
     swept = [o for o in named if is_compared(o.split("=", 1)[0])]
     name = "-".join([cfg.algorithm.name, *swept, f"seed{cfg.seed}"])
@@ -85,6 +86,16 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
     else:
         group = cfg.experiment_name
     return {"name": name, "group": group, "job_type": cfg.algorithm.name, "overrides": overrides}
+
+
+def finished_result(output_dir: Path) -> dict[str, Any] | None:
+    """The job's own complete result.json, if an earlier run of this sweep already wrote one."""
+    path = output_dir / RESULT_FILE
+    try:
+        result = read_json(path) if path.exists() else None
+    except ValueError:  # unreadable: run the job again
+        return None
+    return result if result and result.get("status") == "complete" else None
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -100,6 +111,9 @@ def run_job(cfg: DictConfig) -> float | None:
         torch.set_num_threads(cfg.cpu_threads)
     apply_smoke(cfg, list(HydraConfig.get().overrides.task))
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if (done := finished_result(output_dir)) is not None:  # a sweep re-run into the same folder
+        log.info("job already complete (%s): skipped", output_dir / RESULT_FILE)
+        return done["metrics"].get(cfg.get("objective") or "")
     identity = job_identity(cfg)
     logger = build_plugin(cfg.logger)
     job = Job(cfg, output_dir, logger, identity, started)

@@ -1,4 +1,5 @@
-"""Hydra callback: when a multirun ends, build the comparison from the jobs' folders.
+"""Hydra callbacks: when a multirun ends, build the comparison from the jobs' folders; when a job starts, take
+credentials out of the config records Hydra has just written.
 
 Hydra hands `on_multirun_end` no job results (and with joblib or SLURM launchers the jobs ran elsewhere), so the
 report reads what the jobs wrote: `result.json` in each folder of the sweep directory.
@@ -48,3 +49,25 @@ class ReportCallback(Callback):
 
 
 LAST_SWEEP: dict[str, int] = {}  # failed or missing jobs of the last sweep: `harness` exits 1 when any
+
+
+class RedactCallback(Callback):
+    """Takes credentials back out of the config records Hydra writes before a job starts (`.hydra/config.yaml`,
+    `hydra.yaml`, `overrides.yaml`, and the sweep's `multirun.yaml`): a token given on the command line
+    (`+model.token=...`, `hydra.job.env_set.WANDB_API_KEY=...`) must not stay on disk in the results folder."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        from harness.results import redact_saved_config
+
+        hydra_cfg = config.hydra
+        overrides = [*hydra_cfg.overrides.hydra, *hydra_cfg.overrides.task]  # `+hydra.job.env_set.X=...` too
+        paths = []
+        if hydra_cfg.output_subdir is not None:
+            folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+            paths += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            paths.append(Path(hydra_cfg.sweep.dir) / "multirun.yaml")  # the sweeper wrote it before any job
+        for path in paths:
+            redact_saved_config(path, overrides)

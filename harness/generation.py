@@ -10,12 +10,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from harness.guards import context_size, keep_last, prompt_room, warn_long_prompts
+
 
 def load_policy(path: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
+    # safetensors only: a pickled pytorch_model.bin (a user's checkpoint, a tampered cache) runs code on load
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(device).eval()
     return model, tokenizer
 
 
@@ -36,8 +39,16 @@ def sample_completions(
 
     Left padding keeps each prompt flush against its completion. The generator is re-seeded from
     `settings["seed"]`, so two policies sampled with the same settings draw the same random numbers.
+    A prompt too long for the model's context beside `max_new_tokens` keeps its last tokens, with a warning.
     """
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"
+    max_new_tokens = int(settings["max_new_tokens"])
+    room = prompt_room(model, max_new_tokens)
+    # Left truncation, as lm-eval does with an over-long context: the end of a prompt is what its completion
+    # continues. Every policy is sampled on the same cut prompts, so the comparison stays fair.
+    action = f"sampling from their last {room} tokens"
+    warn_long_prompts("generation", tokenizer, prompts, room, max_new_tokens, "generation.max_new_tokens", action)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(int(settings["seed"]))
@@ -47,14 +58,15 @@ def sample_completions(
     try:
         for start in tqdm(batches, desc="sampling", leave=False, disable=len(batches) < 2):
             batch = list(prompts[start : start + batch_size])
-            encoded = tokenizer(batch, return_tensors="pt", padding=True).to(device)
+            encoded = tokenizer(batch, return_tensors="pt", padding=True, truncation=room is not None, max_length=room)
+            encoded = encoded.to(device)
             output = model.generate(
                 **encoded,
                 do_sample=True,
                 temperature=float(settings["temperature"]),
                 top_k=int(settings["top_k"]),
                 top_p=float(settings["top_p"]),
-                max_new_tokens=int(settings["max_new_tokens"]),
+                max_new_tokens=max_new_tokens,
                 pad_token_id=pad_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
@@ -80,11 +92,22 @@ def token_logprobs(
     batch_size: int = 128,
 ) -> tuple[list[list[float]], list[list[float]]]:
     """Per-token log-probabilities of given completions (the exact sampled ids) and the entropy of the
-    next-token distribution at each of those positions, both from temperature-scaled logits, as sampled."""
+    next-token distribution at each of those positions, both from temperature-scaled logits, as sampled.
+
+    A prompt that does not fit the model's context beside its completion keeps its last tokens (sampling cut it
+    too, and warned), so a few more of them than sampling saw when the completion is shorter than the most allowed.
+    """
     logprobs: list[list[float]] = []
     entropies: list[list[float]] = []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompt_ids = tokenizer(list(prompts))["input_ids"]
+    context = context_size(model)
+    if context is not None:
+        special = set(tokenizer.all_special_ids)
+        prompt_ids = [
+            keep_last(ids, context - len(completion), special)
+            for ids, completion in zip(prompt_ids, completion_ids, strict=True)
+        ]
     for start in range(0, len(prompts), batch_size):
         rows = [
             list(p) + list(c)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
+from harness.objective import objective_value
 from harness.protocols import EvalSuite, Policy
 from harness.results import SAMPLES_FILE, TRAIN_LOG_FILE, peak_memory_mb, redact, reset_peak_memory, write_result
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
@@ -44,6 +45,8 @@ class Job:
         started_logger = False
         reset_peak_memory()
         try:  # whatever fails, even building a plugin, leaves a result.json that says so
+            if cfg.get("kl_budget") is not None and "kl" not in cfg.eval:  # fail before training, not after
+                raise HarnessError(f"kl_budget={cfg.kl_budget} needs the kl suite: add it to eval (eval=[...,kl])")
             algorithm = build_plugin(cfg.algorithm)
             suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
             self.logger.start(
@@ -76,7 +79,7 @@ class Job:
         for key in sorted(eval_metrics):
             log.info("  %-32s %.4f", key, eval_metrics[key])
         objective = cfg.get("objective")
-        return metrics.get(objective) if objective else None
+        return objective_value(metrics, objective, cfg.get("kl_budget")) if objective else None
 
     def evaluate(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> tuple[dict[str, float], int]:
         """Sample the policy once on the held-out prompts; every suite reads those same samples."""
@@ -159,6 +162,13 @@ class Job:
             "metrics": metrics or {},
             "cost": cost,
             "stages": stage_summary(stages),
+            # a stage whose killed build this job resumed, and the step it resumed from
+            "resumed": any(out.built_now and "resumed_from_step" in out.metrics for out in stages.values()),
+            "resumed_from": {
+                name: int(out.metrics["resumed_from_step"])
+                for name, out in stages.items()
+                if out.built_now and "resumed_from_step" in out.metrics
+            },
             "versions": stack_versions(),
             "started_at": _timestamp(self.started),
             "finished_at": _timestamp(time.time()),

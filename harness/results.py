@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import re
 import resource
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_json, read_json
+from harness.io import atomic_write_json, atomic_write_text, read_json
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
@@ -29,26 +29,75 @@ _NOT_COMPARED = {"results_dir", "cache_dir", "logger", "experiment_name", "devic
 
 
 def is_compared(key: str) -> bool:
-    """Whether an override key (`algorithm`, `kl_beta`, `algorithm.trainer.beta`) is part of what is compared."""
-    return key not in _NOT_COMPARED and not key.startswith(("hydra.", "logger."))
+    """Whether an override key (`algorithm`, `kl_beta`, `algorithm.trainer.beta`) is part of what is compared.
+    A credential never is: it would end up in job names and report groups."""
+    return key not in _NOT_COMPARED and not key.startswith(("hydra.", "logger.")) and not is_secret(key)
 
 
-_SECRET = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
-_NOT_SECRET = re.compile(r"(_tokens?$|^tokens?_|max_new_tokens|pad_token|eos_token|bos_token|unk_token)")
+REDACTED = "<redacted>"
+# A credential's key: api_key / secret / password anywhere in it, or a last word `token` (`token`, `hub_token`,
+# `HF_TOKEN`, `access_token`). Counts (`max_new_tokens`, `include_num_input_tokens_seen`) and a tokenizer's
+# special tokens (`pad_token`: a string such as "<pad>") are settings, not secrets.
+_SECRET = re.compile(r"api_?key|secret|passw(or)?d|credential|(^|_)token$", re.IGNORECASE)
+_SPECIAL_TOKEN = re.compile(r"(^|_)(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
+
+
+def is_secret(key: str) -> bool:
+    """Whether a config key or override key (`model.token`, `+logger.api_key`, `WANDB_API_KEY`) names a credential."""
+    name = key.lstrip("+~").rsplit(".", 1)[-1]
+    return bool(_SECRET.search(name)) and not _SPECIAL_TOKEN.search(name)
 
 
 def redact(config: Any) -> Any:
-    """A copy of the config with values of secret-looking keys (api_key, hub token, ...) replaced."""
+    """A copy of the config (nested dicts and lists) with the values of credential keys replaced by "<redacted>"."""
     if isinstance(config, Mapping):
         return {
-            key: "<redacted>"
-            if isinstance(key, str) and _SECRET.search(key) and not _NOT_SECRET.search(key) and config[key]
-            else redact(value)
+            key: REDACTED if isinstance(key, str) and is_secret(key) and config[key] else redact(value)
             for key, value in config.items()
         }
-    if isinstance(config, list):
+    if isinstance(config, list | tuple):
         return [redact(item) for item in config]
     return config
+
+
+def redact_overrides(overrides: Sequence[str]) -> list[str]:
+    """Command-line overrides with the value of every credential key replaced. Quoted, so Hydra can still parse
+    them (the report does): `algorithm.trainer.hub_token=hf_x` -> `algorithm.trainer.hub_token='<redacted>'`."""
+    redacted = []
+    for override in overrides:
+        key, equals, _ = override.partition("=")
+        redacted.append(f"{key}='{REDACTED}'" if equals and is_secret(key) else override)
+    return redacted
+
+
+def redact_saved_config(path: Path, overrides: Sequence[str]) -> bool:
+    """Redact a YAML config record in place: credential keys, and every credential override wherever it is
+    quoted (override lists, Hydra's `override_dirname`). Returns whether the file changed."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    replacements = {o: r for o, r in zip(overrides, redact_overrides(overrides), strict=True) if o != r}
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, str):
+            for original, redacted in replacements.items():
+                node = node.replace(original, redacted)
+            return node
+        if isinstance(node, Mapping):
+            return {key: scrub(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        return node
+
+    record = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    clean = scrub(redact(record))
+    if clean == record:
+        return False
+    # atomic: parallel jobs of a sweep (joblib) redact the same multirun.yaml, and may read it meanwhile
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(clean)))
+    return True
 
 
 def reset_peak_memory() -> None:

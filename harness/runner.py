@@ -82,7 +82,8 @@ class Run:
         build: Callable[[Path], Mapping[str, Any] | None],
     ) -> StageOutput:
         output = self.cache.run(name, config, inputs, build)
-        self.stages[name] = output
+        # the first use counts: a suite asking again (win_rate's SFT baseline) must not turn "built now" into cached
+        self.stages.setdefault(name, output)
         return output
 
     @cached_property

@@ -54,6 +54,8 @@ class HarnessConfig:
     logger: Any = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
+    # nats of eval/kl/seq_kl; above it the objective ranks below every in-budget job (harness/objective.py)
+    kl_budget: float | None = None
     experiment_name: str = "default"  # groups the runs of one comparison (W&B group, report title)
     seed: int = 0  # training seed of the algorithm stage
     results_dir: str = "results"

@@ -3,8 +3,8 @@
 A stage (datasets, base model, SFT policy, ...) is stored under `<cache_dir>/<stage>/<key>/`, where the key
 hashes the stage's resolved config, the keys of the stages it was built from, and the versions of the stack.
 Two jobs that need the same stage get the same directory: the first builds it while holding a file lock, the
-others wait and reuse it. `COMPLETE` is written last, so a directory without it is a killed build and is
-thrown away and rebuilt.
+others wait and reuse it. `COMPLETE` is written last, so a directory without it is a killed build: it is
+rebuilt, resuming from the trainer checkpoints the killed build left (everything else in it is thrown away).
 """
 
 from __future__ import annotations
@@ -23,12 +23,29 @@ from typing import Any
 from filelock import FileLock
 
 from harness.io import atomic_write_json, read_json
+from harness.results import redact
 from harness.versions import stack_versions
 
 log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE"
 META = "stage.json"
+# What a killed build leaves that the next build resumes from: trainer checkpoints (each written whole by its
+# trainer) and the training curve up to them (the builder cuts it back to the checkpoint it resumes from).
+RESUMABLE = ("checkpoints", "log_history.jsonl")
+
+
+def clear_incomplete(path: Path) -> list[str]:
+    """Empty a killed build's directory but for what a resumed build can use; returns what was kept."""
+    kept = []
+    for entry in path.iterdir():
+        if entry.name in RESUMABLE:
+            kept.append(entry.name)
+        elif entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    return kept
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class StageOutput:
 def stage_key(name: str, config: Any, inputs: Mapping[str, StageOutput]) -> str:
     payload = {
         "stage": name,
-        "config": config,
+        "config": redact(config),  # a credential is not what a stage computes: rotating it keeps the key
         "inputs": {role: out.key for role, out in sorted(inputs.items())},
         "versions": stack_versions(),
     }
@@ -80,19 +97,20 @@ class StageCache:
                 log.info("stage %s: reusing %s (built by a concurrent job)", name, path)
                 return self._load(name, key, built_now=False)
             if path.exists():
-                log.warning("stage %s: removing incomplete build at %s", name, path)
-                shutil.rmtree(path)
-            path.mkdir(parents=True)
+                kept = clear_incomplete(path)
+                log.warning("stage %s: incomplete build at %s (killed?); keeping %s", name, path, kept or "nothing")
+            path.mkdir(parents=True, exist_ok=True)
             log.info("stage %s: building %s", name, path)
             start = time.perf_counter()
             metrics = dict(build(path) or {})
             seconds = time.perf_counter() - start
+            shutil.rmtree(path / "checkpoints", ignore_errors=True)  # only a killed build needs them (optimizer state)
             atomic_write_json(
                 path / META,
                 {
                     "stage": name,
                     "key": key,
-                    "config": config,
+                    "config": redact(config),
                     "inputs": {role: out.key for role, out in inputs.items()},
                     "seconds": seconds,
                     "metrics": metrics,

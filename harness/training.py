@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,11 @@ from typing import Any
 from transformers import TrainerCallback
 
 from harness.errors import HarnessError
+from harness.guards import StopOnNonFiniteLoss
+from harness.io import atomic_write_text
+from harness.results import is_secret
+
+log = logging.getLogger("harness")
 
 
 def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Path, seed: int, device: str) -> Any:
@@ -23,6 +29,10 @@ def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Pat
     import torch
 
     values = dict(fields)
+    for key in [key for key, value in values.items() if is_secret(key) and value]:
+        # TRL pickles its arguments into every checkpoint (training_args.bin): no credential goes in there
+        log.warning("algorithm.trainer.%s: not passed to the trainer (set HF_TOKEN in the environment instead)", key)
+        del values[key]
     values.update(output_dir=str(output_dir), seed=seed, report_to="none", disable_tqdm=False)
     if values.get("bf16") is None:
         values["bf16"] = device == "cuda" and torch.cuda.is_bf16_supported()
@@ -94,6 +104,7 @@ class Fitted:
     runtime_s: float
     tokens_trained: int
     params_changed: float  # fraction of parameter tensors that differ from where training started
+    resumed_from_step: int = 0  # the checkpoint a killed build of this stage was resumed from (0: not resumed)
 
     def summary(self, *logged: str) -> dict[str, float]:
         """The stage metrics: the common facts, plus the last (and first) value of each `logged` name."""
@@ -106,6 +117,7 @@ class Fitted:
             "train_runtime_s": self.runtime_s,
             "tokens_trained": self.tokens_trained,
             "params_changed": self.params_changed,
+            **({"resumed_from_step": self.resumed_from_step} if self.resumed_from_step else {}),
         }
 
 
@@ -126,8 +138,17 @@ def fit(
     before = [p.detach().clone() for p in model.parameters()]
     args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
     forwarder = run.trainer_callback(namespace, out_dir)
-    trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=[forwarder], **trainer_kwargs)
-    outcome = trainer.train()
+    checkpoint = latest_checkpoint(out_dir / "checkpoints")
+    resumed_from = 0
+    if checkpoint is not None:  # a killed build of this stage: go on from its last checkpoint
+        resumed_from = int(checkpoint.name.rsplit("-", 1)[1])
+        forwarder.recorder.first.update(truncate_history(out_dir / "log_history.jsonl", resumed_from))
+        log.info("resuming from %s (step %d)", checkpoint, resumed_from)
+    guard = StopOnNonFiniteLoss(out_dir)
+    callbacks = [forwarder, guard]
+    trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
+    outcome = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    guard.check()  # a diverged run fails its stage: never saved, never marked complete
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
@@ -138,4 +159,38 @@ def fit(
         runtime_s=outcome.metrics.get("train_runtime", float("nan")),
         tokens_trained=int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)),
         params_changed=changed,
+        resumed_from_step=resumed_from,
     )
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete `checkpoint-<step>` a transformers Trainer left in `folder` (None if there is none)."""
+    if not folder.is_dir():
+        return None
+    complete = [p for p in folder.glob("checkpoint-*") if p.name[11:].isdigit() and _readable_state(p)]
+    return max(complete, key=lambda p: int(p.name[11:]), default=None)
+
+
+def _readable_state(checkpoint: Path) -> bool:
+    """transformers writes trainer_state.json last, but not atomically: a kill mid-write leaves it cut off."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def truncate_history(path: Path, step: int) -> dict[str, float]:
+    """Cut a stage's training curve back to `step` (what a resumed build starts from, so no step is logged twice);
+    returns the first value of each metric, as the recorder would have kept it."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if row.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+    first: dict[str, float] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key != "step":
+                first.setdefault(key, value)
+    return first

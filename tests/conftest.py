@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,26 @@ def run_harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.run(
         [str(HARNESS), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
     )
+
+
+def kill_when(args: Sequence[str], ready: Callable[[], bool], timeout: float = 300) -> int:
+    """Start `harness args` in its own session, wait until `ready()`, then SIGKILL every process it started.
+    Returns the job's exit status (-SIGKILL when it was killed)."""
+    job = subprocess.Popen(
+        [str(HARNESS), *args], cwd=REPO, env=os.environ.copy(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job never got to the point where it is killed"
+            time.sleep(0.05)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    return job.returncode
 
 
 def results_by_algorithm(root: Path) -> dict[str, dict]:

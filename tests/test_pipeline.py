@@ -89,11 +89,11 @@ def test_sft_learns_from_the_demonstrations(sweep) -> None:
 def test_wandb_offline_run_holds_config_and_summary(sweep) -> None:
     root, results = sweep
     runs = {read_offline_run(d)["job_type"]: read_offline_run(d) for d in (root / "wandb").glob("offline-run-*")}
-    assert sorted(runs) == ["base", "sft"]
+    assert sorted(runs) == ["base", "comparison", "sft"]  # a run per job, and the sweep's comparison
     sft = runs["sft"]
     assert sft["config"]["algorithm"]["name"] == "sft" and sft["config"]["seed"] == 0
     assert sft["summary"]["eval/gold/reward"] == pytest.approx(results["sft"]["metrics"]["eval/gold/reward"])
-    assert runs["base"]["group"] == sft["group"] and sft["group"].startswith("default-")
+    assert runs["base"]["group"] == sft["group"] == runs["comparison"]["group"] and sft["group"].startswith("default-")
     # the SFT curve streamed during training, on its own step axis
     losses = [row for row in sft["history"] if "train/loss" in row]
     assert len(losses) >= 3 and all("train/step" in row for row in losses)

@@ -20,6 +20,11 @@ def _model_dir(value: str, key: str) -> Path:
     path = Path(value).expanduser()
     if not (path / "config.json").is_file():
         raise HarnessError(f"{key}={value!r}: not a saved model directory (no config.json there)")
+    if not any(path.glob("*.safetensors")):  # pickled weights can run code when loaded: never loaded here
+        raise HarnessError(
+            f"{key}={value!r}: no *.safetensors weights there; re-save the model with save_pretrained (transformers"
+            " >= 4.35 writes safetensors)"
+        )
     return path
 
 

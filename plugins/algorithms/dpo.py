@@ -47,10 +47,10 @@ class DPO:
             DPOConfig,
             self.trainer,
             run=run,
-            model=AutoModelForCausalLM.from_pretrained(sft.path),
+            model=AutoModelForCausalLM.from_pretrained(sft.path, use_safetensors=True),
             tokenizer=AutoTokenizer.from_pretrained(sft.path),
             out_dir=out_dir,
-            ref_model=AutoModelForCausalLM.from_pretrained(sft.path),
+            ref_model=AutoModelForCausalLM.from_pretrained(sft.path, use_safetensors=True),
             train_dataset=pairs,
         )
         return {**fitted.summary("loss", "rewards/accuracies", "rewards/margins"), "pairs": len(pairs)}

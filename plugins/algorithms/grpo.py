@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+from harness.guards import check_rewards, prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward
 from harness.runner import Run, plain
 from harness.stages import StageOutput
@@ -31,7 +33,7 @@ def as_trl_reward(
         completion_ids: Sequence[Sequence[int]] | None = None,
         **_: Any,
     ) -> list[float]:
-        scores = reward.fn(list(prompts), list(completions))
+        scores = check_rewards(reward.name, reward.fn(list(prompts), list(completions)))
         if missing_eos_penalty and completion_ids is not None and eos_token_id is not None:
             scores = [
                 s - missing_eos_penalty * (eos_token_id not in ids)
@@ -87,15 +89,33 @@ class GRPO:
         from harness.training import fit
 
         tokenizer = AutoTokenizer.from_pretrained(sft.path)
+        model = AutoModelForCausalLM.from_pretrained(sft.path, use_safetensors=True)
         fitted = fit(
             getattr(trl, self.trainer_name),
             getattr(trl, self.config_name),
             self.trainer,
             run=run,
-            model=AutoModelForCausalLM.from_pretrained(sft.path),
+            model=model,
             tokenizer=tokenizer,
             out_dir=out_dir,
             reward_funcs=as_trl_reward(reward, tokenizer.eos_token_id, self.missing_eos_penalty),
-            train_dataset=run.load_split("prompts"),
+            train_dataset=self._prompts_that_fit(run, model, tokenizer),
         )
         return fitted.summary("reward", "kl", "loss")
+
+    def _prompts_that_fit(self, run: Run, model: Any, tokenizer: Any) -> Any:
+        """The training prompts, less those with no room beside `max_completion_length` in the model's context
+        (TRL would fail on them deep inside the model). Dropped, not cut: TRL tokenises the text itself, and text
+        cut by tokens does not come back as the same tokens with every tokenizer."""
+        prompts = run.load_split("prompts")
+        setting = "algorithm.trainer.max_completion_length"
+        length = int(self.trainer.get("max_completion_length") or 0)
+        room = prompt_room(model, length, setting) if length else None
+        action = "training without them"
+        longer = warn_long_prompts(self.name, tokenizer, prompts["prompt"], room, length, setting, action)
+        if longer and len(longer) == len(prompts):
+            raise HarnessError(
+                f"{self.name}: no training prompt fits the model's context of {room + length} tokens beside "
+                f"{setting}={length}; expected shorter prompts or a smaller {setting}"
+            )
+        return prompts.select(sorted(set(range(len(prompts))) - set(longer))) if longer else prompts

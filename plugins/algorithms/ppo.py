@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import os
 import random
+import shutil
 import time
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,13 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
+from harness.guards import prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, RewardFn
 from harness.runner import Run
 from harness.stages import StageOutput
+from harness.training import truncate_history
+
+log = logging.getLogger("harness")
 
 # ---------------------------------------------------------------------------------------------------------
 # Config: every hyperparameter, with what it does and where it comes from
@@ -63,6 +71,7 @@ class PPOConfig:
     cliprange_value: float = 0.2  # clip of the value prediction around its rollout value (Huang et al. 2022)
     vf_coef: float = 0.1  # weight of the value loss (Ziegler et al. 2019; TRL)
     cpu_threads: int | None = 1  # torch threads on CPU (not a hyperparameter: why 1, see the YAML); None = torch's
+    save_every: int = 16  # updates between checkpoints a killed job resumes from (not a hyperparameter)
 
 
 def load_config(fields: Mapping[str, Any]) -> PPOConfig:
@@ -75,7 +84,9 @@ def load_config(fields: Mapping[str, Any]) -> PPOConfig:
             raise HarnessError(f"algorithm.trainer.{key}: unknown PPO setting; expected one of {sorted(known)}")
         values[key] = _checked(f"algorithm.trainer.{key}", value, hints[key])
     config = PPOConfig(**values)
-    positive = ("total_episodes", "batch_size", "num_minibatches", "ppo_epochs", "response_length", "kl_horizon")
+    positive = (
+        "total_episodes", "batch_size", "num_minibatches", "ppo_epochs", "response_length", "kl_horizon", "save_every"
+    )
     for key in (*positive, "cpu_threads"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
             raise HarnessError(f"algorithm.trainer.{key}={getattr(config, key)}: expected a positive integer")
@@ -330,8 +341,9 @@ def load_value_model(sft_path: Path, reward: Reward) -> ValueModel:
     from transformers import AutoModelForSequenceClassification
 
     if reward.model_path is not None:
-        return ValueModel(disable_dropout(AutoModelForSequenceClassification.from_pretrained(reward.model_path)))
-    classifier = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1)
+        scorer = AutoModelForSequenceClassification.from_pretrained(reward.model_path, use_safetensors=True)
+        return ValueModel(disable_dropout(scorer))
+    classifier = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1, use_safetensors=True)
     torch.nn.init.zeros_(classifier.score.weight)
     if getattr(classifier.score, "bias", None) is not None:
         torch.nn.init.zeros_(classifier.score.bias)
@@ -441,8 +453,9 @@ def train_ppo(
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     if pad_id is None:
         pad_id = eos_id
-    policy = disable_dropout(AutoModelForCausalLM.from_pretrained(sft_path))
-    reference = disable_dropout(AutoModelForCausalLM.from_pretrained(sft_path)).eval().requires_grad_(False)
+    policy = disable_dropout(AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True))
+    reference = AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True)
+    reference = disable_dropout(reference).eval().requires_grad_(False)
     value_model = load_value_model(sft_path, reward)
     sft_weights = [p.detach().clone() for p in policy.parameters()]
 
@@ -460,13 +473,34 @@ def train_ppo(
     unwrapped_policy = accelerator.unwrap_model(policy)
     kl_controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
 
+    # prompts too long for the context beside a response keep their last tokens (one warning for all of them)
+    room = prompt_room(unwrapped_policy, config.response_length, "algorithm.trainer.response_length")
+    tokenizer.truncation_side = "left"
+    warn_long_prompts(
+        "ppo", tokenizer, prompts, room, config.response_length, "algorithm.trainer.response_length",
+        f"training on their last {room} tokens",
+    )
     batches = prompt_batches(prompts, config.batch_size, seed + accelerator.process_index)
     minibatch_size = config.batch_size // config.num_minibatches
     episodes, tokens_trained, history = 0, 0, []
-    for update in range(1, num_updates + 1):
+    state_dir = out_dir / "checkpoints" / f"ppo-rank{accelerator.process_index}"
+    resumed_from = 0
+    parts = Trainables(
+        unwrapped_policy, accelerator.unwrap_model(value_model), optimizer, scheduler, kl_controller, generator
+    )
+    if (state := load_state(state_dir)) is not None:  # a killed build of this stage: go on where it stopped
+        resumed_from, episodes, tokens_trained, history = restore_state(state, state_dir, parts)
+        for _ in range(resumed_from):  # the prompt batches the killed run already used
+            next(batches)
+        if accelerator.is_main_process:
+            recorder.first.update(truncate_history(recorder.history_path, resumed_from))
+    for update in range(resumed_from + 1, num_updates + 1):
         # 1. Rollout: sample a response per prompt from the current policy
         batch_prompts = next(batches)
-        encoded = tokenizer(batch_prompts, return_tensors="pt", padding=True).to(accelerator.device)
+        encoded = tokenizer(
+            batch_prompts, return_tensors="pt", padding=True, truncation=room is not None, max_length=room
+        )
+        encoded = encoded.to(accelerator.device)
         queries, query_mask = encoded["input_ids"], encoded["attention_mask"]
         context = queries.shape[1]
         unwrapped_policy.eval()
@@ -574,6 +608,8 @@ def train_ppo(
             recorder.record(row, step=update)
         # The adaptive controller sees this batch's KL (Ziegler et al. 2019)
         kl_controller.update(row["objective/kl"], config.batch_size * accelerator.num_processes)
+        if update % config.save_every == 0 and update < num_updates:
+            save_state(state_dir, update, parts, episodes, tokens_trained, history)
 
     # 7. Save the policy (safetensors) with its tokenizer; report the run
     accelerator.wait_for_everyone()
@@ -604,7 +640,92 @@ def train_ppo(
         "train_runtime_s": seconds,
         "tokens_trained": tokens_trained,
         "params_changed": changed / len(sft_weights),
+        **({"resumed_from_step": resumed_from} if resumed_from else {}),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints: everything the loop carries from one update to the next, so a killed build resumes exactly
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trainables:
+    """What the loop updates and a checkpoint must carry besides counters: weights, optimizer, RNG, KL beta."""
+
+    policy: Any
+    value_model: Any
+    optimizer: Any
+    scheduler: Any
+    kl_controller: KLController
+    generator: torch.Generator
+
+
+def save_state(
+    state_dir: Path, update: int, parts: Trainables, episodes: int, tokens_trained: int, history: list[dict[str, float]]
+) -> None:
+    """Weights as safetensors; optimizer, scheduler, counters and every RNG in `state.pt` (tensors and plain
+    Python only, so it loads with `weights_only=True`). Written beside, then swapped in: never half a state."""
+    from safetensors.torch import save_model
+
+    scratch = state_dir.with_name(state_dir.name + ".tmp")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    save_model(parts.policy, str(scratch / "policy.safetensors"))  # save_model: tied embeddings are stored once
+    save_model(parts.value_model, str(scratch / "value.safetensors"))
+    numpy_state = np.random.get_state()
+    torch.save(
+        {
+            "update": update,
+            "episodes": episodes,
+            "tokens_trained": tokens_trained,
+            "history": history,
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict(),
+            "kl_coef": parts.kl_controller.value,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "generator": parts.generator.get_state(),
+                "python": random.getstate(),
+                "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), *numpy_state[2:]],
+            },
+        },
+        scratch / "state.pt",
+    )
+    previous = state_dir.with_name(state_dir.name + ".old")
+    shutil.rmtree(previous, ignore_errors=True)
+    if state_dir.exists():
+        os.replace(state_dir, previous)  # a rename: state_dir is whole or absent, never half deleted
+    os.replace(scratch, state_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def load_state(state_dir: Path) -> dict[str, Any] | None:
+    if not (state_dir / "state.pt").exists():
+        return None
+    return torch.load(state_dir / "state.pt", weights_only=True)
+
+
+def restore_state(
+    state: dict[str, Any], state_dir: Path, parts: Trainables
+) -> tuple[int, int, int, list[dict[str, float]]]:
+    """Put a saved state back; returns (update, episodes, tokens_trained, history) to continue from."""
+    from safetensors.torch import load_model
+
+    load_model(parts.policy, str(state_dir / "policy.safetensors"))
+    load_model(parts.value_model, str(state_dir / "value.safetensors"))
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    parts.kl_controller.value = state["kl_coef"]
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    parts.generator.set_state(rng["generator"])
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, *rest = rng["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    log.info("PPO: resuming from update %d (%s)", state["update"], state_dir)
+    return state["update"], state["episodes"], state["tokens_trained"], list(state["history"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -646,7 +767,7 @@ class PPO:
         reward = run.reward()
         stage_config = {
             "algorithm": self.name,
-            "trainer": dataclasses.asdict(config),
+            "trainer": {k: v for k, v in dataclasses.asdict(config).items() if k != "save_every"},  # same policy
             "seed": run.seed,
             "reward": reward.name,
         }

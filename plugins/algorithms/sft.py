@@ -41,7 +41,7 @@ class SFT:
             SFTConfig,
             self.trainer,
             run=run,
-            model=AutoModelForCausalLM.from_pretrained(base.path),
+            model=AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True),
             tokenizer=AutoTokenizer.from_pretrained(base.path),
             out_dir=out_dir,
             train_dataset=run.load_split("sft"),

@@ -53,6 +53,9 @@ class LMEvalSuite:
         self.limit = limit
         self.num_fewshot = num_fewshot
         self.bootstrap_iters = bootstrap_iters
+        # Look the tasks up now: a job builds its suites before training, so a misspelled task name is a one-line
+        # error in seconds, not after the training it would have thrown away.
+        self._task_manager = self.task_manager()
 
     def evaluate(self, context: EvalContext) -> dict[str, float]:
         import lm_eval
@@ -60,7 +63,7 @@ class LMEvalSuite:
         from harness.generation import load_policy
 
         start = time.perf_counter()
-        task_manager = self.task_manager()
+        task_manager = self._task_manager
         model, tokenizer = load_policy(context.policy.path, context.device)
         language_model = bos_aware_hflm()(
             pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=context.device

@@ -7,13 +7,36 @@ trained in one job never fight over W&B's single monotonic step.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.io import atomic_write_text
+
 log = logging.getLogger(__name__)
+
+DEFAULT_INIT_TIMEOUT = 30.0  # seconds an online run waits for the W&B server before logging offline instead
+_server_unreachable = False  # set once an online start failed in this process
+
+
+@contextlib.contextmanager
+def redacted_argv() -> Iterator[None]:
+    """W&B copies the command line (`sys.argv`) into the run's metadata when a run starts; a credential given
+    as an override (`+model.token=...`) must not go with it."""
+    from harness.results import redact_overrides
+
+    saved = sys.argv
+    sys.argv = [saved[0], *redact_overrides(saved[1:])]
+    try:
+        yield
+    finally:
+        sys.argv = saved
 
 
 class WandbLogger:
@@ -25,34 +48,63 @@ class WandbLogger:
         mode: str | None = None,
         dir: str = "results",
         tags: list[str] | None = None,
+        init_timeout: float | None = None,
     ) -> None:
         self.name = name
         self.project = project
         self.entity = entity
         # The user's choice wins: logger.mode, else WANDB_MODE, else offline (no server is assumed).
         self.mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        # How long an online start waits for the server before falling back to offline (wandb's own wait is 90 s).
+        self.init_timeout = float(init_timeout or os.environ.get("WANDB_INIT_TIMEOUT") or DEFAULT_INIT_TIMEOUT)
         self.dir = Path(dir)
         self.tags = list(tags or [])
         self.run: Any = None
         self._axes: set[str] = set()
+        self._pending: Path | None = None
 
     def start(self, *, config: Mapping[str, Any], name: str, group: str, job_type: str) -> None:
-        self.run = self._init(config=dict(config), name=name, group=group, job_type=job_type)
-        log.info("W&B run %s (%s) in %s", self.run.id, self.mode, self.run.dir)
+        # A job that was killed (or failed) left its run id behind: the same command resumes the same W&B run.
+        self._pending = self.dir / "pending" / f"{_job_hash(config, name, group, job_type)}.id"
+        run_id = self._pending.read_text().strip() if self._pending.exists() else None
+        resume = "allow" if run_id else None
+        self.run = self._init(config=dict(config), name=name, group=group, job_type=job_type, id=run_id, resume=resume)
+        atomic_write_text(self._pending, self.run.id + "\n")
+        log.info("W&B run %s (%s%s) in %s", self.run.id, self.mode, ", resumed" if run_id else "", self.run.dir)
 
     def _init(self, **identity: Any) -> Any:
+        """`wandb.init`; an online run whose server cannot be reached falls back to offline with one warning, so
+        a job never fails for want of a network (upload the run later with `wandb sync`)."""
         import wandb
 
+        global _server_unreachable
         self.dir.mkdir(parents=True, exist_ok=True)
-        return wandb.init(
-            project=self.project,
-            entity=self.entity,
-            mode=self.mode,
-            dir=str(self.dir),
-            tags=self.tags,
-            settings=wandb.Settings(console="off", x_disable_stats=True),
-            **identity,
-        )
+        if self.mode == "online" and _server_unreachable:  # a sweep's later jobs need not wait out the timeout
+            self.mode = "offline"
+        try:
+            return self._start(wandb, **identity)
+        except wandb.errors.Error as error:
+            if self.mode != "online":
+                raise
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            log.warning(
+                "logger.mode=online: cannot start a W&B run (%s); logging offline to %s instead (upload later "
+                "with `wandb sync`)", reason, self.dir / "wandb",
+            )
+            self.mode, _server_unreachable = "offline", True
+            return self._start(wandb, **identity)
+
+    def _start(self, wandb: Any, **identity: Any) -> Any:
+        with redacted_argv():
+            return wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                dir=str(self.dir),
+                tags=self.tags,
+                settings=wandb.Settings(console="off", x_disable_stats=True, init_timeout=self.init_timeout),
+                **identity,
+            )
 
     def log(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         row = dict(metrics)
@@ -74,6 +126,8 @@ class WandbLogger:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+            if exit_code == 0 and self._pending is not None:
+                self._pending.unlink(missing_ok=True)
 
     def log_comparison(
         self,
@@ -105,6 +159,12 @@ class WandbLogger:
             run.finish()
         log.info("W&B comparison run (%s) in %s", self.mode, folder)
         return folder
+
+
+def _job_hash(config: Mapping[str, Any], *identity: str) -> str:
+    """Identifies a job across re-runs of the same command: its resolved config and W&B identity."""
+    blob = json.dumps([dict(config), *identity], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 # -- reading an offline run back ---------------------------------------------------------------------------
@@ -142,8 +202,6 @@ def _key(item: Any) -> str:
 
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
     """The identity, config, summary and history rows of an offline run directory (`offline-run-*`)."""
-    import json
-
     from wandb.proto import wandb_internal_pb2
 
     files = sorted(Path(run_dir).glob("run-*.wandb"))

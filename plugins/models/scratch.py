@@ -172,6 +172,9 @@ class ScratchGPT2:
     def _pretrain(self, model: Any, rows: list[list[int]], pad_id: int) -> tuple[float, int]:
         settings = self.train_settings
         steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
+        if batch_size > len(rows):  # `length_buckets` would never fill a batch: pretraining would hang
+            log.warning("model.train.batch_size=%d: only %d texts to pretrain on; using that", batch_size, len(rows))
+            batch_size = len(rows)
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"], betas=(0.9, 0.98)
         )

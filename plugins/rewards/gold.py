@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.errors import HarnessError
+from harness.guards import finite_reward
 from harness.protocols import Reward
 from harness.runner import Run
 
@@ -15,4 +16,4 @@ class GoldReward:
         gold = run.task.gold()
         if gold is None:
             raise HarnessError(f"reward=gold: task {run.task.name!r} has no gold reward; use reward=learned")
-        return Reward(name=self.name, fn=gold.reward, is_gold=True)
+        return Reward(name=self.name, fn=finite_reward(self.name, gold.reward), is_gold=True)

@@ -8,6 +8,7 @@ reward's own ordering. `reward.trainer.max_steps=<few>` makes a deliberately wea
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,8 +16,11 @@ from typing import Any
 
 import torch
 
+from harness.guards import check_rewards, context_size, keep_last
 from harness.protocols import Reward
 from harness.runner import Run, plain
+
+log = logging.getLogger(__name__)
 
 
 def join_text(prompt: str, completion: str) -> str:
@@ -29,15 +33,19 @@ class RewardModelFn:
     """Scores prompt + completion texts with a sequence-classification reward model.
 
     Like TRL's `RewardTrainer`, it appends EOS to every text, so scores match what the model was trained on.
+    A text longer than the model's context is scored on its last tokens (the completion), with one warning.
     """
 
-    def __init__(self, path: Path, device: str, batch_size: int = 256) -> None:
+    def __init__(self, path: Path, device: str, batch_size: int = 256, name: str = "learned") -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True).to(device).eval()
         self.device = device
         self.batch_size = batch_size
+        self.name = name
+        self.context = context_size(self.model)
+        self.warned = False  # RL calls this every step: one warning is enough
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
@@ -46,6 +54,7 @@ class RewardModelFn:
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         for start in range(0, len(texts), self.batch_size):
             rows = [[*ids, eos] for ids in self.tokenizer(texts[start : start + self.batch_size])["input_ids"]]
+            rows = self._fit_context(rows)
             width = max(len(r) for r in rows)
             input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
             mask = (
@@ -53,7 +62,20 @@ class RewardModelFn:
                 < torch.tensor([len(r) for r in rows])[:, None].to(self.device)
             ).long()
             scores.extend(self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist())
-        return scores
+        return check_rewards(self.name, scores)
+
+    def _fit_context(self, rows: list[list[int]]) -> list[list[int]]:
+        if self.context is None or all(len(row) <= self.context for row in rows):
+            return rows
+        if not self.warned:
+            longest = max(len(row) for row in rows)
+            log.warning(
+                "reward %r: texts of up to %d tokens are longer than the reward model's context (%d); scoring their "
+                "last %d tokens", self.name, longest, self.context, self.context,
+            )
+            self.warned = True
+        special = set(self.tokenizer.all_special_ids)
+        return [keep_last(row, self.context, special) for row in rows]
 
 
 class LearnedReward:
@@ -87,7 +109,7 @@ class LearnedReward:
         )
         return Reward(
             name=self.name,
-            fn=RewardModelFn(stage.path, run.device),
+            fn=RewardModelFn(stage.path, run.device, name=self.name),
             is_gold=False,
             model_path=stage.path,
             stages=[sft, preferences, stage],
@@ -108,7 +130,11 @@ class LearnedReward:
         train, test = pairs.select(order[held_out:]), pairs.select(order[:held_out])
 
         tokenizer = AutoTokenizer.from_pretrained(sft_path)
-        model = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1)
+        # The scalar head is new, drawn from torch's global generator: seed it here, or the reward model (and
+        # every RL stage on it) depends on what ran earlier in the process (the jobs before it in a sweep).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(run.seed)
+            model = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1, use_safetensors=True)
         model.config.pad_token_id = tokenizer.pad_token_id
         fitted = fit(
             RewardTrainer,
@@ -122,7 +148,7 @@ class LearnedReward:
             train_dataset=train,
         )
 
-        score = RewardModelFn(out_dir, run.device)
+        score = RewardModelFn(out_dir, run.device, name=self.name)
         chosen = score(test["prompt"], test["chosen"])
         rejected = score(test["prompt"], test["rejected"])
         metrics: dict[str, Any] = {
