@@ -11,12 +11,21 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from harness import distributed
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
 from harness.objective import objective_value
 from harness.protocols import EvalSuite, Policy
-from harness.results import SAMPLES_FILE, TRAIN_LOG_FILE, peak_memory_mb, redact, reset_peak_memory, write_result
+from harness.results import (
+    RESULT_FILE,
+    SAMPLES_FILE,
+    TRAIN_LOG_FILE,
+    peak_memory_mb,
+    redact,
+    reset_peak_memory,
+    write_result,
+)
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
 from harness.versions import stack_versions
 
@@ -115,12 +124,15 @@ class Job:
         for name, suite in suites.items():
             for metric, value in suite.evaluate(context).items():
                 metrics[f"eval/{name}/{metric}"] = float(value)
-        context.write_samples(self.output_dir / SAMPLES_FILE)
+        if distributed.is_main():
+            context.write_samples(self.output_dir / SAMPLES_FILE)
         return metrics, sum(lengths)
 
     def keep_training_log(self, run: Run, stage_name: str) -> None:
         """A copy of the algorithm stage's training history beside result.json, so the report's curves do not
         depend on the stage cache still being there."""
+        if not distributed.is_main():
+            return
         stage = run.stages.get(stage_name)
         history = stage.path / "log_history.jsonl" if stage is not None else None
         if history is not None and history.exists():
@@ -136,6 +148,9 @@ class Job:
         tokens_generated: int = 0,
         error: BaseException | None = None,
     ) -> Path:
+        path = self.output_dir / RESULT_FILE
+        if not distributed.is_main():  # one result per job, however many processes ran it
+            return path
         stages = run.stages if run else {}
         cost: dict[str, Any] = {
             "wall_s": {**{name: round(out.seconds, 3) for name, out in stages.items()}, **wall},

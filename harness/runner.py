@@ -80,8 +80,11 @@ class Run:
         config: Any,
         inputs: Mapping[str, StageOutput],
         build: Callable[[Path], Mapping[str, Any] | None],
+        collective: bool = False,
     ) -> StageOutput:
-        output = self.cache.run(name, config, inputs, build)
+        """A cached stage. `collective`: a build every process of a multi-process job takes part in (a
+        trainer's); otherwise the main process builds it while the others wait (harness.distributed)."""
+        output = self.cache.run(name, config, inputs, build, collective=collective)
         # the first use counts: a suite asking again (win_rate's SFT baseline) must not turn "built now" into cached
         self.stages.setdefault(name, output)
         return output

@@ -22,6 +22,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from harness import distributed
 from harness.io import atomic_write_json, read_json
 from harness.results import redact
 from harness.versions import stack_versions
@@ -85,15 +86,47 @@ class StageCache:
     def is_complete(self, name: str, key: str) -> bool:
         return (self.path(name, key) / MARKER).exists()
 
-    def run(self, name: str, config: Any, inputs: Mapping[str, StageOutput], build: Build) -> StageOutput:
-        """Return the stage's output, building it first unless a complete copy is cached."""
+    def run(
+        self, name: str, config: Any, inputs: Mapping[str, StageOutput], build: Build, collective: bool = False
+    ) -> StageOutput:
+        """Return the stage's output, building it first unless a complete copy is cached.
+
+        With several processes (harness.distributed), a `collective` build (a trainer's) runs in all of them;
+        any other is built by the main process while the rest wait, then read from the cache."""
         key = stage_key(name, config, inputs)
-        path = self.path(name, key)
         if self.is_complete(name, key):
             return self._load(name, key, built_now=False)
+        if not distributed.is_distributed():
+            return self._build(name, key, config, inputs, build)
+        if collective:
+            return self._build(name, key, config, inputs, build, together=True)
+        output = self._build(name, key, config, inputs, build) if distributed.is_main() else None
+        distributed.barrier()
+        return output or self._load(name, key, built_now=False)
+
+    def _build(
+        self,
+        name: str,
+        key: str,
+        config: Any,
+        inputs: Mapping[str, StageOutput],
+        build: Build,
+        together: bool = False,
+    ) -> StageOutput:
+        path = self.path(name, key)
+        if together and not distributed.is_main():  # the main process prepares the folder and marks it complete
+            distributed.barrier()
+            start = time.perf_counter()
+            metrics = dict(build(path) or {})
+            seconds = time.perf_counter() - start
+            distributed.barrier()
+            distributed.barrier()
+            return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path.parent / f"{key}.lock")):
-            if self.is_complete(name, key):  # another job finished it while we waited
+            # Another job finished it while we waited. (A multi-process job whose trainer stage another job
+            # completes meanwhile leaves its other processes waiting at the barrier until gloo's timeout: rare.)
+            if self.is_complete(name, key):
                 log.info("stage %s: reusing %s (built by a concurrent job)", name, path)
                 return self._load(name, key, built_now=False)
             if path.exists():
@@ -101,9 +134,13 @@ class StageCache:
                 log.warning("stage %s: incomplete build at %s (killed?); keeping %s", name, path, kept or "nothing")
             path.mkdir(parents=True, exist_ok=True)
             log.info("stage %s: building %s", name, path)
+            if together:
+                distributed.barrier()  # the folder is ready: every process trains
             start = time.perf_counter()
             metrics = dict(build(path) or {})
             seconds = time.perf_counter() - start
+            if together:
+                distributed.barrier()  # every process is done writing (checkpoints, per-process state)
             shutil.rmtree(path / "checkpoints", ignore_errors=True)  # only a killed build needs them (optimizer state)
             atomic_write_json(
                 path / META,
@@ -120,6 +157,8 @@ class StageCache:
             )
             (path / MARKER).write_text(key + "\n")  # last: from here on the stage is complete
             log.info("stage %s: built in %.1fs", name, seconds)
+            if together:
+                distributed.barrier()  # complete before anyone reads it
         return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
 
     def _load(self, name: str, key: str, built_now: bool) -> StageOutput:

@@ -12,6 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from harness import distributed
 from harness.errors import HarnessError
 from harness.guards import StopOnNonFiniteLoss
 from harness.io import atomic_write_text
@@ -34,6 +35,7 @@ def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Pat
         log.warning("algorithm.trainer.%s: not passed to the trainer (set HF_TOKEN in the environment instead)", key)
         del values[key]
     values.update(output_dir=str(output_dir), seed=seed, report_to="none", disable_tqdm=False)
+    values.setdefault("ddp_find_unused_parameters", False)  # multi-process: every parameter of our models is used
     if values.get("bf16") is None:
         values["bf16"] = device == "cuda" and torch.cuda.is_bf16_supported()
     if device == "cpu":
@@ -66,6 +68,9 @@ class MetricsRecorder:
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
         }
         if not numbers:
+            return
+        if not distributed.is_main():  # in a multi-process job, one process logs and keeps the curve
+            self.last.update(numbers)
             return
         for key, value in numbers.items():
             self.first.setdefault(key, value)
@@ -149,8 +154,10 @@ def fit(
     trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
     outcome = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     guard.check()  # a diverged run fails its stage: never saved, never marked complete
-    trainer.save_model(str(out_dir))
-    tokenizer.save_pretrained(out_dir)
+    trainer.save_model(str(out_dir))  # the main process writes, the others wait (transformers)
+    if distributed.is_main():
+        tokenizer.save_pretrained(out_dir)
+    distributed.barrier()  # the saved model is whole before any process reads it back (e.g. to score pairs)
     changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
     return Fitted(
         first=dict(forwarder.first),

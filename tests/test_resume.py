@@ -50,7 +50,8 @@ def _resume_and_compare(tmp_path: Path, args: tuple[str, ...], stage: str, check
     assert [v for _, v in steps] == pytest.approx([v for _, v in clean_steps], rel=1e-3, abs=1e-4)
     # the same W&B run: the killed job's id (its folder's suffix; its file may end mid-record) is reused
     folders = sorted((killed_root / "wandb").glob("offline-run-*"))
-    assert len(folders) == 2 and len({folder.name.rsplit("-", 1)[1] for folder in folders}) == 1
+    # (an attempt made while the killed job's W&B service still held the id may leave a folder of its own)
+    assert len(folders) >= 2 and len({folder.name.rsplit("-", 1)[1] for folder in folders}) == 1
     assert read_offline_run(folders[-1])["job_type"] == args[0].split("=")[1]
     assert not list((killed_root / "wandb" / "pending").glob("*.id"))  # finished: nothing left to resume
     return resumed

@@ -31,6 +31,7 @@ class DPO:
             config,
             {"sft": sft, "preferences": preferences},
             lambda out: self._train(run, sft, preferences, out),
+            collective=True,  # a trainer: every process of a multi-process job takes part
         )
         return Policy(path=stage.path, reference_path=sft.path, metrics=run.training_metrics(stage))
 

@@ -74,7 +74,8 @@ class GRPO:
             "reward": reward.name,
         }
         inputs = {"sft": sft, **({"reward": reward.stages[-1]} if reward.stages else {})}
-        stage = run.stage(self.name, config, inputs, lambda out: self._train(run, sft, reward, out))
+        build = lambda out: self._train(run, sft, reward, out)  # noqa: E731
+        stage = run.stage(self.name, config, inputs, build, collective=True)
         return Policy(
             path=stage.path,
             reference_path=sft.path,

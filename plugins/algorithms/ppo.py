@@ -459,7 +459,8 @@ def train_ppo(
     value_model = load_value_model(sft_path, reward)
     sft_weights = [p.detach().clone() for p in policy.parameters()]
 
-    num_updates = config.total_episodes // config.batch_size
+    # batch_size prompts per process and update: several processes share the episodes, not multiply them
+    num_updates = config.total_episodes // (config.batch_size * accelerator.num_processes)
     optimizer = torch.optim.AdamW(
         [*policy.parameters(), *value_model.parameters()],
         lr=config.learning_rate,
@@ -787,7 +788,7 @@ class PPO:
                     gold=None if reward.is_gold or (judge := run.task.gold()) is None else judge.reward,
                 )
 
-        stage = run.stage(self.name, stage_config, inputs, build)
+        stage = run.stage(self.name, stage_config, inputs, build, collective=True)
         return Policy(
             path=stage.path,
             reference_path=sft.path,

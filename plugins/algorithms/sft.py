@@ -24,7 +24,8 @@ class SFT:
         """The SFT policy as a cached stage; other algorithms start from it through this method too."""
         data, base = run.datasets(), run.base_model()
         config = {"algorithm": self.name, "trainer": plain(self.trainer), "seed": run.seed}
-        return run.stage(self.name, config, {"data": data, "base": base}, lambda out: self._train(run, base, out))
+        inputs = {"data": data, "base": base}
+        return run.stage(self.name, config, inputs, lambda out: self._train(run, base, out), collective=True)
 
     def train(self, run: Run) -> Policy:
         stage = self.stage(run)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,25 @@ class WandbLogger:
         # A job that was killed (or failed) left its run id behind: the same command resumes the same W&B run.
         self._pending = self.dir / "pending" / f"{_job_hash(config, name, group, job_type)}.id"
         run_id = self._pending.read_text().strip() if self._pending.exists() else None
-        resume = "allow" if run_id else None
-        self.run = self._init(config=dict(config), name=name, group=group, job_type=job_type, id=run_id, resume=resume)
+        identity = {"config": dict(config), "name": name, "group": group, "job_type": job_type}
+        self.run = self._resume(run_id, identity) if run_id else self._init(**identity)
         atomic_write_text(self._pending, self.run.id + "\n")
         log.info("W&B run %s (%s%s) in %s", self.run.id, self.mode, ", resumed" if run_id else "", self.run.dir)
+
+    def _resume(self, run_id: str, identity: dict[str, Any], patience_s: float = 30.0) -> Any:
+        """Resume run `run_id`. Right after a kill, the killed job's W&B service (its own process, which
+        outlives it by a second or two) still holds the id: wait for it, then fall back to a new run."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                return self._init(**identity, id=run_id, resume="allow")
+            except Exception as error:
+                if "in use" not in str(error):
+                    raise
+                if time.monotonic() > deadline:
+                    log.warning("W&B run %s is still held by another process; logging to a new run", run_id)
+                    return self._init(**identity)
+                time.sleep(1.0)
 
     def _init(self, **identity: Any) -> Any:
         """`wandb.init`; an online run whose server cannot be reached falls back to offline with one warning, so

@@ -106,6 +106,7 @@ class LearnedReward:
             config,
             {"preferences": preferences, "sft": sft},
             lambda out: self._train(run, sft.path, preferences.path, out),
+            collective=True,  # a trainer: every process of a multi-process job takes part
         )
         return Reward(
             name=self.name,
