@@ -39,10 +39,17 @@ def compose() -> Iterator:
     GlobalHydra.instance().clear()
 
 
+def job_env() -> dict[str, str]:
+    """The environment for a job a test starts. Without WANDB_SERVICE: an in-process `wandb.init` (the report
+    tests) exports it, and jobs that inherit it share that one W&B service, where a killed job's run stays
+    "in use" for good; each job must have its own service, as it does from a shell."""
+    return {key: value for key, value in os.environ.items() if key != "WANDB_SERVICE"}
+
+
 def run_harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the `harness` console script as a user would, from the repository root."""
     return subprocess.run(
-        [str(HARNESS), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+        [str(HARNESS), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=job_env()
     )
 
 
@@ -50,7 +57,7 @@ def kill_when(args: Sequence[str], ready: Callable[[], bool], timeout: float = 3
     """Start `harness args` in its own session, wait until `ready()`, then SIGKILL every process it started.
     Returns the job's exit status (-SIGKILL when it was killed)."""
     job = subprocess.Popen(
-        [str(HARNESS), *args], cwd=REPO, env=os.environ.copy(), start_new_session=True,
+        [str(HARNESS), *args], cwd=REPO, env=job_env(), start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + timeout

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_harness
+from conftest import REPO, job_env, run_harness
 
 from harness.io import read_json
 
@@ -60,7 +59,7 @@ def _run(processes: int, root: Path) -> dict[str, dict]:
             done = run_harness(*args)
         else:
             command = [str(TORCHRUN), "--standalone", f"--nproc_per_node={processes}", "-m", "harness.app", *args]
-            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+            done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=job_env())
         assert done.returncode == 0, done.stderr[-3000:]
         results[name] = read_json(run_dir / "result.json")
     return results
