@@ -94,7 +94,7 @@ class StageCache:
         With several processes (harness.distributed), a `collective` build (a trainer's) runs in all of them;
         any other is built by the main process while the rest wait, then read from the cache."""
         key = stage_key(name, config, inputs)
-        if self.is_complete(name, key):
+        if distributed.main_value(self.is_complete(name, key)):
             return self._load(name, key, built_now=False)
         if not distributed.is_distributed():
             return self._build(name, key, config, inputs, build)
