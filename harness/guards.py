@@ -3,6 +3,7 @@ than the model's context, rewards that are NaN, and a training loss that has gon
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -147,9 +148,27 @@ def _is_number(value: Any) -> bool:
 
 
 def _last_checkpoint(folder: Path, step: int) -> Path | None:
-    """The newest `checkpoint-<n>` in `folder` with n <= `step` (a trainer names its checkpoints by step)."""
-    if not folder.is_dir():
-        return None
-    saved = {int(path.name[11:]): path for path in folder.glob("checkpoint-*") if path.name[11:].isdigit()}
+    """The newest readable checkpoint in `folder` saved at or before `step`."""
+    saved = saved_checkpoints(folder)
     before = [n for n in saved if n <= step]
     return saved[max(before)] if before else None
+
+
+CHECKPOINT_PREFIX = "checkpoint-"  # a transformers Trainer names its checkpoints `checkpoint-<step>`
+
+
+def saved_checkpoints(folder: Path) -> dict[int, Path]:
+    """Step -> folder of every whole checkpoint a trainer left in `folder`. Whole: its trainer_state.json, which
+    transformers writes last but not atomically, parses (a kill mid-write leaves it cut off)."""
+    if not folder.is_dir():
+        return {}
+    saved = {}
+    for path in folder.glob(CHECKPOINT_PREFIX + "*"):
+        step = path.name.removeprefix(CHECKPOINT_PREFIX)
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if step.isdigit():
+            saved[int(step)] = path
+    return saved

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from harness import distributed
 from harness.errors import HarnessError
-from harness.guards import StopOnNonFiniteLoss
+from harness.guards import StopOnNonFiniteLoss, saved_checkpoints
 from harness.io import atomic_write_text
 from harness.results import is_secret
 
@@ -143,10 +143,8 @@ def fit(
     before = [p.detach().clone() for p in model.parameters()]
     args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
     forwarder = run.trainer_callback(namespace, out_dir)
-    checkpoint = latest_checkpoint(out_dir / "checkpoints")
-    resumed_from = 0
+    resumed_from, checkpoint = latest_checkpoint(out_dir / "checkpoints") or (0, None)
     if checkpoint is not None:  # a killed build of this stage: go on from its last checkpoint
-        resumed_from = int(checkpoint.name.rsplit("-", 1)[1])
         forwarder.recorder.first.update(truncate_history(out_dir / "log_history.jsonl", resumed_from))
         log.info("resuming from %s (step %d)", checkpoint, resumed_from)
     guard = StopOnNonFiniteLoss(out_dir)
@@ -170,21 +168,10 @@ def fit(
     )
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete `checkpoint-<step>` a transformers Trainer left in `folder` (None if there is none)."""
-    if not folder.is_dir():
-        return None
-    complete = [p for p in folder.glob("checkpoint-*") if p.name[11:].isdigit() and _readable_state(p)]
-    return max(complete, key=lambda p: int(p.name[11:]), default=None)
-
-
-def _readable_state(checkpoint: Path) -> bool:
-    """transformers writes trainer_state.json last, but not atomically: a kill mid-write leaves it cut off."""
-    try:
-        json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """(step, folder) of the newest whole checkpoint a transformers Trainer left in `folder`, if any."""
+    saved = saved_checkpoints(folder)
+    return (max(saved), saved[max(saved)]) if saved else None
 
 
 def truncate_history(path: Path, step: int) -> dict[str, float]:

@@ -129,25 +129,15 @@ def render_report(page: Page, path: Path) -> dict[str, Any]:
         else:
             route.abort("blockedbyclient")
 
-    page.on("request", on_request)
-    page.on("requestfailed", on_failed)
-    page.on("console", on_console)
-    page.on("pageerror", on_page_error)
+    listeners = {"request": on_request, "requestfailed": on_failed, "console": on_console, "pageerror": on_page_error}
+    for event, listener in listeners.items():
+        page.on(event, listener)
     page.route("**/*", on_route)
     try:
         page.goto(url, wait_until="load")
         seen = page.evaluate(_INSPECT_JS)
     finally:
         page.unroute("**/*")
-        page.remove_listener("request", on_request)
-        page.remove_listener("requestfailed", on_failed)
-        page.remove_listener("console", on_console)
-        page.remove_listener("pageerror", on_page_error)
+        for event, listener in listeners.items():
+            page.remove_listener(event, listener)
     return seen | {"requests": requests, "failed_requests": failed, "console_errors": errors}
-
-
-@contextmanager
-def open_page(path: Path) -> Iterator[tuple[Page, dict[str, Any]]]:
-    """`with open_page(path) as (page, seen)`: a fresh page with `path` loaded, and `render_report`'s answer."""
-    with chromium_page() as page:
-        yield page, render_report(page, path)

@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping
 
 from harness.report.plots import TITLES
-from harness.report.tables import COST, HEADLINE, Comparison, status_lines, table_rows
+from harness.report.tables import COST, HEADLINE, Cell, Comparison, status_lines, table_rows
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -25,17 +25,15 @@ figcaption { color: #555; font-size: .85rem; }
 """
 
 
-def _table(css_class: str, header: list[str], rows: list[list[str]]) -> str:
+def _td(cell: Cell) -> str:
+    attributes = ' class="best"' if cell.best else ""
+    return f"<td{attributes}>{html.escape(cell.text)}</td>"
+
+
+def _table(css_class: str, header: list[str], rows: list[list[Cell]]) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = []
-    for row in rows:
-        cells = []
-        for cell in row:
-            best = cell.startswith("**") and cell.endswith("**")
-            text = html.escape(cell.strip("*"))
-            cells.append(f'<td class="best">{text}</td>' if best else f"<td>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    body = "".join("<tr>" + "".join(map(_td, row)) + "</tr>" for row in rows)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _figure(name: str, png: bytes) -> str:

@@ -83,9 +83,6 @@ class Comparison:
     baseline: str | None  # label of the baseline group (None when it is not in the sweep)
     metrics: list[str]
 
-    def summary(self, group: Group, metric: str) -> Any:
-        return group.summary(metric)
-
     def diff(self, group: Group, metric: str = DIFF_METRIC) -> Any:
         base = self.baseline_group
         if base is None or group is base:
@@ -153,13 +150,13 @@ def _number(value: float) -> str:
 
 
 # -- Markdown ---------------------------------------------------------------------------------------------
-def _cell(summary: Any, digits: int, bold: bool, interval: bool = True) -> str:
+def _cell(summary: Any, digits: int, interval: bool = True) -> str:
     if summary is None:
         return "–"
     text = f"{summary.mean:.{digits}f}"
     if interval and summary.n > 1 and not math.isnan(summary.ci_low):
         text += f" [{summary.ci_low:.{digits}f}, {summary.ci_high:.{digits}f}]"
-    return f"**{text}**" if bold else text
+    return text
 
 
 def _diff_cell(diff: Any) -> str:
@@ -171,10 +168,16 @@ def _diff_cell(diff: Any) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    best: bool = False  # the best mean of its column (bold in Markdown, highlighted in HTML)
+
+
 def table_rows(
     comparison: Comparison, metrics: list[Metric], intervals: bool = True
-) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted rows (mean [95% CI], the best mean in bold) for the given metrics."""
+) -> tuple[list[str], list[list[Cell]]]:
+    """Header and formatted rows (mean [95% CI], the best mean marked) for the given metrics."""
     shown = [m for m in metrics if m.key in comparison.metrics]
     best = {m.key: comparison.best(m) for m in shown}
     header = ["algorithm", "seeds", *(m.label for m in shown)]
@@ -185,16 +188,16 @@ def table_rows(
     for group in comparison.groups:
         n_done = len(group.complete)
         seeds = f"{n_done}/{len(group.jobs)}" if n_done != len(group.jobs) else str(n_done)
-        cells = [_cell(group.summary(m.key), m.digits, best[m.key] == group.label, intervals) for m in shown]
+        cells = [Cell(_cell(group.summary(m.key), m.digits, intervals), best[m.key] == group.label) for m in shown]
         if with_diff:
-            cells.insert(1, _diff_cell(comparison.diff(group)))
-        rows.append([group.label, seeds, *cells])
+            cells.insert(1, Cell(_diff_cell(comparison.diff(group))))
+        rows.append([Cell(group.label), Cell(seeds), *cells])
     return header, rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Cell]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(f"**{c.text}**" if c.best else c.text for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
