@@ -1,6 +1,7 @@
 # alignment-harness
 #   make demo    set up, then run the default comparison (experiment=compare, about 15 minutes on 2 cores)
 #   make test    set up, then run the test suite
+#   make bench   set up, then run the benchmarks (bench/; ~35 minutes) -> results/bench/summary.json and .md
 #   make setup   create .venv with the pinned stack (fast when already done)
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_M
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test lint browser clean-results
+.PHONY: setup demo test bench lint browser clean-results
 
 setup: $(STAMP)
 
@@ -40,6 +41,11 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null \
 			|| echo "browser: note: apt-get could not install chromium; the browser test will skip"; \
 	else echo "browser: note: $(CHROMIUM) missing and apt-get not usable (needs root); the browser test will skip"; fi
+
+# Harness overhead vs plain TRL (SFT, DPO), our PPO vs TRL 1.12's PPOTrainer (own venv, made by the benchmark),
+# and the demo end to end; ratios against baselines measured in the same run. BENCH_ARGS="--only ppo --reps 5"
+bench: setup
+	$(OFFLINE) $(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

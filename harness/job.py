@@ -50,7 +50,7 @@ class Job:
     def execute(self) -> float | None:
         cfg = self.cfg
         run: Run | None = None
-        wall: dict[str, float] = {}
+        wall: dict[str, float] = process_startup(self.started)
         started_logger = False
         reset_peak_memory()
         try:  # whatever fails, even building a plugin, leaves a result.json that says so
@@ -58,6 +58,7 @@ class Job:
                 raise HarnessError(f"kl_budget={cfg.kl_budget} needs the kl suite: add it to eval (eval=[...,kl])")
             algorithm = build_plugin(cfg.algorithm)
             suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
+            start = time.perf_counter()
             self.logger.start(
                 config=self.config,
                 name=self.identity["name"],
@@ -65,12 +66,13 @@ class Job:
                 job_type=self.identity["job_type"],
             )
             started_logger = True
+            wall["logger"] = time.perf_counter() - start
             run = Run(cfg, self.output_dir, self.logger)
             start = time.perf_counter()
             policy = algorithm.train(run)
             wall["train_job"] = time.perf_counter() - start
             start, before = time.perf_counter(), set(run.stages)
-            eval_metrics, tokens_generated = self.evaluate(run, policy, suites)
+            eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
             # a stage a suite needed (win_rate's SFT baseline for `base`) is charged to that stage, not to eval
             built = sum(out.seconds for name, out in run.stages.items() if name not in before and out.built_now)
             wall["eval"] = time.perf_counter() - start - built
@@ -90,10 +92,14 @@ class Job:
         objective = cfg.get("objective")
         return objective_value(metrics, objective, cfg.get("kl_budget")) if objective else None
 
-    def evaluate(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> tuple[dict[str, float], int]:
-        """Sample the policy once on the held-out prompts; every suite reads those same samples."""
+    def evaluate(
+        self, run: Run, policy: Policy, suites: dict[str, EvalSuite], wall: dict[str, float]
+    ) -> tuple[dict[str, float], int]:
+        """Sample the policy once on the held-out prompts; every suite reads those same samples.
+        Adds the seconds of sampling and of each suite to `wall` (`eval/sampling`, `eval/<suite>`)."""
         if not suites:
             return {}, 0
+        start = time.perf_counter()
         prompts = list(run.load_split("eval_prompts")["prompt"])
         limit = self.cfg.generation.num_prompts
         if limit is not None:
@@ -120,10 +126,13 @@ class Job:
             model=model,
             tokenizer=tokenizer,
         )
+        wall["eval/sampling"] = time.perf_counter() - start
         metrics: dict[str, float] = {}
         for name, suite in suites.items():
+            start = time.perf_counter()
             for metric, value in suite.evaluate(context).items():
                 metrics[f"eval/{name}/{metric}"] = float(value)
+            wall[f"eval/{name}"] = time.perf_counter() - start
         if distributed.is_main():
             context.write_samples(self.output_dir / SAMPLES_FILE)
         return metrics, sum(lengths)
@@ -189,6 +198,20 @@ class Job:
             "finished_at": _timestamp(time.time()),
         }
         return write_result(self.output_dir, result)
+
+
+_JOBS_IN_PROCESS: list[float] = []
+
+
+def process_startup(job_started: float) -> dict[str, float]:
+    """`{"startup": seconds}` from this process's start to its first job's (interpreter, imports, Hydra's
+    composition); empty for a later job of a process a sweep reuses (a launcher's worker)."""
+    import psutil
+
+    _JOBS_IN_PROCESS.append(job_started)
+    if len(_JOBS_IN_PROCESS) > 1:
+        return {}
+    return {"startup": round(max(0.0, job_started - psutil.Process().create_time()), 3)}
 
 
 def _describe(error: BaseException) -> str:

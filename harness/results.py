@@ -22,10 +22,18 @@ SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.jsonl"
 TRAIN_LOG_FILE = "train_log.jsonl"  # the algorithm stage's training history (step + metrics per line)
-TRAIN_LOG_FILE = "train_log.jsonl"  # the algorithm stage's training history (step + metrics per line)
 
 # Overrides that say how or where a job ran, not what it compares: never part of a job's name or a report group.
-_NOT_COMPARED = {"results_dir", "cache_dir", "logger", "experiment_name", "device", "debug", "cpu_threads"}
+_NOT_COMPARED = {
+    "results_dir",
+    "cache_dir",
+    "logger",
+    "experiment_name",
+    "device",
+    "debug",
+    "cpu_threads",
+    "base_model_threads",
+}
 
 
 def is_compared(key: str) -> bool:

@@ -104,12 +104,20 @@ class Run:
     @cached_property
     def _base_model(self) -> StageOutput:
         data = self.datasets()
-        return self.stage(
-            "base_model",
-            plain(self.cfg.model),
-            {"data": data},
-            lambda out: self.model_source.build(out, data.path),
-        )
+
+        def build(out_dir: Path) -> Mapping[str, Any] | None:
+            import torch
+
+            previous = torch.get_num_threads()
+            threads = self.cfg.get("base_model_threads")
+            if threads and self.device == "cpu":  # every other job of a sweep waits for this stage: use their cores
+                torch.set_num_threads(threads)
+            try:
+                return self.model_source.build(out_dir, data.path)
+            finally:
+                torch.set_num_threads(previous)
+
+        return self.stage("base_model", plain(self.cfg.model), {"data": data}, build)
 
     def base_model(self) -> StageOutput:
         """The base model every algorithm starts from (`save_pretrained` directory with its tokenizer)."""

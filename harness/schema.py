@@ -62,6 +62,7 @@ class HarnessConfig:
     cache_dir: str = "${results_dir}/cache"
     device: str = "auto"  # auto | cpu | cuda
     cpu_threads: int | None = None  # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
+    base_model_threads: int | None = None  # torch threads while the base model is built (None: cpu_threads)
     smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
     # beta of the KL-regularised objective r - beta KL(policy || SFT), one knob for every algorithm that has it:
     # DPO/IPO `beta`, PPO `kl_coef`, GRPO/RLOO `beta`. None: each algorithm's own default. Sweep it to trace

@@ -157,8 +157,13 @@ def nan_reward(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> An
         from plugins.rewards.learned import RewardModelFn
 
         score = RewardModelFn(tiny_reward_model(tmp_path / "rm"), "cpu", name="learned")
-        logits = torch.tensor([[0.5], [nan], [nan]])
-        monkeypatch.setattr(score, "model", lambda input_ids, attention_mask: SimpleNamespace(logits=logits))
+        good = score.tokenizer.convert_tokens_to_ids("good")
+
+        def model(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+            # row by row (the reward model may see the texts in any order): only "good movie" gets a number
+            return SimpleNamespace(logits=torch.where((input_ids == good).any(1, keepdim=True), 0.5, nan))
+
+        monkeypatch.setattr(score, "model", model)
         return score
     from harness.protocols import Reward
     from plugins.algorithms.grpo import as_trl_reward

@@ -23,6 +23,7 @@ import time
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.batching import length_groups
 from harness.errors import HarnessError
 from harness.guards import prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, RewardFn
@@ -85,7 +87,13 @@ def load_config(fields: Mapping[str, Any]) -> PPOConfig:
         values[key] = _checked(f"algorithm.trainer.{key}", value, hints[key])
     config = PPOConfig(**values)
     positive = (
-        "total_episodes", "batch_size", "num_minibatches", "ppo_epochs", "response_length", "kl_horizon", "save_every"
+        "total_episodes",
+        "batch_size",
+        "num_minibatches",
+        "ppo_epochs",
+        "response_length",
+        "kl_horizon",
+        "save_every",
     )
     for key in (*positive, "cpu_threads"):
         if getattr(config, key) is not None and getattr(config, key) < 1:
@@ -196,9 +204,11 @@ def per_token_rewards(
     return rewards, non_score_rewards
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the masked entries; with `count`, the masked sum / count (a part of a batch of `count` entries,
+    so the parts of a batch split by length add up to the batch's mean)."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    return (values * mask).sum() / (mask.sum() if count is None else count).clamp(min=1)
 
 
 def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -243,34 +253,41 @@ def policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_coef: float,
+    count: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clipped surrogate (Schulman et al. 2017, eq. 7), as a loss: mean of max(-A r, -A clip(r, 1-e, 1+e)).
 
     Returns (pg_loss, clipfrac, approx_kl); approx_kl is the k3 estimate of KL(old || new) (CleanRL).
+    `count`: the minibatch's token count when these rows are part of it (see `masked_mean`).
     """
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
     pg_losses = -advantages * ratio
     pg_losses_clipped = -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
-    pg_loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)
+    pg_loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask, count)
     with torch.no_grad():
-        clipfrac = masked_mean((pg_losses_clipped > pg_losses).float(), mask)
-        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
+        clipfrac = masked_mean((pg_losses_clipped > pg_losses).float(), mask, count)
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask, count)
     return pg_loss, clipfrac, approx_kl
 
 
 def value_loss(
-    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, cliprange_value: float
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange_value: float,
+    count: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped value loss (Huang et al. 2022): 0.5 mean max((V - R)^2, (V_old + clip(V - V_old) - R)^2).
 
-    Returns (v_loss, clipfrac): how often the clipped error was the larger one.
+    Returns (v_loss, clipfrac): how often the clipped error was the larger one. `count`: as in `policy_loss`.
     """
     clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
     losses, losses_clipped = (values - returns) ** 2, (clipped - returns) ** 2
-    v_loss = 0.5 * masked_mean(torch.max(losses, losses_clipped), mask)
+    v_loss = 0.5 * masked_mean(torch.max(losses, losses_clipped), mask, count)
     with torch.no_grad():
-        clipfrac = masked_mean((losses_clipped > losses).float(), mask)
+        clipfrac = masked_mean((losses_clipped > losses).float(), mask, count)
     return v_loss, clipfrac
 
 
@@ -316,9 +333,17 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def response_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, context: int) -> torch.Tensor:
-    """Logits that predict each response token: outputs at positions context-1 ... end-1."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)).logits
-    return logits[:, context - 1 : -1]
+    """Logits that predict each response token: outputs at positions context-1 ... end-1. Only those are
+    projected onto the vocabulary (`logits_to_keep`): the prompt's would be thrown away, and with a real
+    vocabulary they are most of the memory."""
+    keep = input_ids.shape[1] - context + 1
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+        logits_to_keep=keep,
+    ).logits
+    return logits[:, -keep:-1]
 
 
 class ValueModel(torch.nn.Module):
@@ -357,6 +382,46 @@ def response_values(
     return value_model(input_ids, attention_mask)[:, context - 1 : -1]
 
 
+def token_logprobs(
+    model: Any, temperature: float, input_ids: torch.Tensor, attention_mask: torch.Tensor, responses: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logprobs of the response tokens and the entropy at each (queries fill the rest of `input_ids`)."""
+    logits = response_logits(model, input_ids, attention_mask, input_ids.shape[1] - responses.shape[1])
+    return logprobs_from_logits(logits, responses, temperature), entropy_from_logits(logits, temperature)
+
+
+def token_values(
+    value_model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, responses: torch.Tensor
+) -> tuple[torch.Tensor]:
+    """V(state before each response token)."""
+    return (response_values(value_model, input_ids, attention_mask, input_ids.shape[1] - responses.shape[1]),)
+
+
+def by_length(
+    groups: Sequence[Sequence[int]],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    responses: torch.Tensor,
+    mask: torch.Tensor,
+    compute: typing.Callable[..., tuple[torch.Tensor, ...]],
+) -> list[torch.Tensor]:
+    """Per-token results for a batch, computed group by group (harness.batching.length_groups) with each group
+    cut to its longest response: `compute(input_ids, attention_mask, responses)` returns [rows, width] tensors,
+    put back into [batch, response width] ones (zero past each row's end, where `mask` is 0)."""
+    context = input_ids.shape[1] - responses.shape[1]
+    outputs: list[torch.Tensor] = []
+    for group in groups:
+        rows = torch.tensor(group, device=mask.device)
+        width = int(mask[rows].sum(1).max())
+        end = context + width
+        parts = compute(input_ids[rows, :end], attention_mask[rows, :end], responses[rows, :width])
+        if not outputs:
+            outputs = [torch.zeros(mask.shape, dtype=part.dtype, device=part.device) for part in parts]
+        for output, part in zip(outputs, parts, strict=True):
+            output[rows, :width] = part
+    return outputs
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Rollout: sample responses with a KV cache
 # ---------------------------------------------------------------------------------------------------------
@@ -376,35 +441,57 @@ def sample_responses(
     """Sample up to `response_length` tokens per (left-padded) query; stops early once every row has an EOS.
 
     A hand-written KV-cached loop: on the testbed it is ~25% faster than `generate` and draws from our own
-    seeded generator. Tokens after a row's EOS are `pad_id`. Returns (tokens, their sampling logprobs); the
-    update recomputes the logprobs with one forward pass instead (Huang et al. 2024), and a test checks that
-    the two agree.
+    seeded generator. Rows that have ended leave the batch (and the cache) once a quarter of it has: the last
+    long responses are sampled at a few rows' cost, not the whole batch's. Tokens after a row's EOS are `pad_id`.
+    Returns (tokens, their sampling logprobs, 0 after EOS); the update recomputes the logprobs with one forward
+    pass instead (Huang et al. 2024), and a test checks that the two agree.
     """
+    batch = queries.shape[0]
+    tokens = torch.full((batch, response_length), pad_id, dtype=torch.long, device=queries.device)
+    logprobs = torch.zeros((batch, response_length), device=queries.device)
+    rows = torch.arange(batch, device=queries.device)  # which query each row of the cache belongs to
     attention_mask = query_mask.long()
     positions = position_ids(attention_mask)
     output = model(input_ids=queries, attention_mask=attention_mask, position_ids=positions, use_cache=True)
-    last_position = positions[:, -1:]
-    finished = torch.zeros(queries.shape[0], dtype=torch.bool, device=queries.device)
-    tokens, logprobs = [], []
-    for _ in range(response_length):
+    cache, last_position = output.cache, positions[:, -1:]
+    finished = torch.zeros(batch, dtype=torch.bool, device=queries.device)
+    steps = 0
+    for step in range(response_length):
+        steps = step + 1
         step_logprobs = F.log_softmax(output.logits[:, -1].float() / temperature, dim=-1)
         token = torch.multinomial(step_logprobs.exp(), 1, generator=generator).squeeze(1)
-        logprobs.append(step_logprobs.gather(1, token.unsqueeze(1)).squeeze(1))
-        token = token.masked_fill(finished, pad_id)
-        tokens.append(token)
+        chosen = step_logprobs.gather(1, token.unsqueeze(1)).squeeze(1)
+        token, chosen = token.masked_fill(finished, pad_id), chosen.masked_fill(finished, 0.0)
+        tokens[rows, step], logprobs[rows, step] = token, chosen
         finished |= token == eos_id
         if finished.all():
             break
+        if int(finished.sum()) >= max(1, len(rows) // 4):  # drop the rows that have ended
+            keep = (~finished).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, finished = rows[keep], token[keep], finished[keep]
+            attention_mask, last_position = attention_mask[keep], last_position[keep]
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         last_position = last_position + 1
         output = model(
             input_ids=token.unsqueeze(1),
             attention_mask=attention_mask,
             position_ids=last_position,
-            cache=output.cache,
+            cache=cache,
             use_cache=True,
         )
-    return torch.stack(tokens, dim=1), torch.stack(logprobs, dim=1)
+        cache = output.cache
+    return tokens[:, :steps], logprobs[:, :steps]
+
+
+@contextlib.contextmanager
+def no_sync(accelerator: Any, models: Sequence[Any], skip: bool) -> typing.Iterator[None]:
+    """Gradient accumulation across several processes: no all-reduce in this backward when `skip`."""
+    with contextlib.ExitStack() as stack:
+        if skip:
+            for model in models:
+                stack.enter_context(accelerator.no_sync(model))
+        yield
 
 
 def prompt_batches(prompts: Sequence[str], batch_size: int, seed: int) -> typing.Iterator[list[str]]:
@@ -478,7 +565,12 @@ def train_ppo(
     room = prompt_room(unwrapped_policy, config.response_length, "algorithm.trainer.response_length")
     tokenizer.truncation_side = "left"
     warn_long_prompts(
-        "ppo", tokenizer, prompts, room, config.response_length, "algorithm.trainer.response_length",
+        "ppo",
+        tokenizer,
+        prompts,
+        room,
+        config.response_length,
+        "algorithm.trainer.response_length",
         f"training on their last {room} tokens",
     )
     batches = prompt_batches(prompts, config.batch_size, seed + accelerator.process_index)
@@ -513,18 +605,17 @@ def train_ppo(
         input_ids = torch.cat([queries, responses], dim=1)
         attention_mask = torch.cat([query_mask.bool(), mask], dim=1).long()
 
-        # 2. Logprobs of policy and reference, values, and the reward's score at the EOS token
+        # 2. Logprobs of policy and reference, values, and the reward's score at the EOS token. Rows go through
+        # in groups of similar length (harness.batching): the same numbers on a fraction of the padding.
+        groups = length_groups(mask.sum(1), fixed=context)
+        rollout = (groups, input_ids, attention_mask, responses, mask)
         with torch.no_grad():
             policy.eval()
-            logits = response_logits(policy, input_ids, attention_mask, context)
-            logprobs = logprobs_from_logits(logits, responses, config.temperature)
-            entropy = masked_mean(entropy_from_logits(logits, config.temperature), mask)  # per token, exact
-            del logits
-            ref_logits = response_logits(reference, input_ids, attention_mask, context)
-            ref_logprobs = logprobs_from_logits(ref_logits, responses, config.temperature)
-            del ref_logits
             value_model.eval()
-            values = response_values(value_model, input_ids, attention_mask, context)
+            logprobs, entropies = by_length(*rollout, partial(token_logprobs, policy, config.temperature))
+            entropy = masked_mean(entropies, mask)  # per token, exact
+            ref_logprobs, _ = by_length(*rollout, partial(token_logprobs, reference, config.temperature))
+            (values,) = by_length(*rollout, partial(token_values, value_model))
         completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
         raw_scores = torch.tensor(
             reward.fn(batch_prompts, [c.strip() for c in completions]), dtype=torch.float, device=accelerator.device
@@ -549,26 +640,33 @@ def train_ppo(
             order = torch.randperm(config.batch_size, device=accelerator.device)
             for start in range(0, config.batch_size, minibatch_size):
                 index = order[start : start + minibatch_size]
-                mb_mask = mask[index]
-                width = int(mb_mask.sum(1).max())  # drop the columns that are padding in every row
-                mb_ids, mb_attention = input_ids[index, : context + width], attention_mask[index, : context + width]
-                mb_mask = mb_mask[:, :width]
-                new_logits = response_logits(policy, mb_ids, mb_attention, context)
-                new_logprobs = logprobs_from_logits(new_logits, responses[index, :width], config.temperature)
-                pg_loss, clipfrac, approx_kl = policy_loss(
-                    new_logprobs, logprobs[index, :width], advantages[index, :width], mb_mask, config.clip_coef
-                )
-                new_values = response_values(value_model, mb_ids, mb_attention, context)
-                v_loss, vf_clipfrac = value_loss(
-                    new_values, values[index, :width], returns[index, :width], mb_mask, config.cliprange_value
-                )
-                loss = pg_loss + config.vf_coef * v_loss
+                # The minibatch's loss, in parts of similar length (harness.batching): each part is normalised by
+                # the whole minibatch's token count, so the accumulated gradient is the minibatch's own.
+                count = mask[index].sum()
+                pieces = [index[group] for group in length_groups(mask[index].sum(1), fixed=context)]
+                totals = torch.zeros(len(stats))
                 optimizer.zero_grad(set_to_none=True)
-                accelerator.backward(loss)
+                for number, rows in enumerate(pieces):
+                    width = int(mask[rows].sum(1).max())
+                    mb_ids, mb_attention = input_ids[rows, : context + width], attention_mask[rows, : context + width]
+                    mb_mask = mask[rows, :width]
+                    new_logits = response_logits(policy, mb_ids, mb_attention, context)
+                    new_logprobs = logprobs_from_logits(new_logits, responses[rows, :width], config.temperature)
+                    pg_loss, clipfrac, approx_kl = policy_loss(
+                        new_logprobs, logprobs[rows, :width], advantages[rows, :width], mb_mask, config.clip_coef, count
+                    )
+                    new_values = response_values(value_model, mb_ids, mb_attention, context)
+                    v_loss, vf_clipfrac = value_loss(
+                        new_values, values[rows, :width], returns[rows, :width], mb_mask, config.cliprange_value, count
+                    )
+                    # several processes: gradients are averaged once, after the minibatch's last part
+                    with no_sync(accelerator, (policy, value_model), number < len(pieces) - 1):
+                        accelerator.backward(pg_loss + config.vf_coef * v_loss)
+                    totals += torch.stack([pg_loss, v_loss, approx_kl, clipfrac, vf_clipfrac]).detach().cpu()
                 accelerator.clip_grad_norm_([*policy.parameters(), *value_model.parameters()], config.max_grad_norm)
                 optimizer.step()
-                for key, value in zip(stats, (pg_loss, v_loss, approx_kl, clipfrac, vf_clipfrac), strict=True):
-                    stats[key].append(float(value.detach()))
+                for key, value in zip(stats, totals.tolist(), strict=True):
+                    stats[key].append(value)
         lr = scheduler.get_last_lr()[0]  # the rate this update used
         scheduler.step()
 

@@ -112,12 +112,14 @@ class ScratchGPT2:
         n_head: int = 4,
         n_positions: int = 64,
         dropout: float = 0.0,
+        activation: str = "gelu_pytorch_tanh",
         train: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.seed = seed
         self.architecture = {"n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions}
         self.dropout = dropout
+        self.activation = activation
         self.train_settings = {
             "steps": 800,
             "batch_size": 64,
@@ -143,6 +145,7 @@ class ScratchGPT2:
             resid_pdrop=self.dropout,
             embd_pdrop=self.dropout,
             attn_pdrop=self.dropout,
+            activation_function=self.activation,
             **self.architecture,
         )
         model = GPT2LMHeadModel(config)

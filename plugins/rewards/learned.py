@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from harness.batching import length_groups
 from harness.guards import check_rewards, context_size, keep_last
 from harness.protocols import Reward
 from harness.runner import Run, plain
@@ -55,13 +56,16 @@ class RewardModelFn:
         for start in range(0, len(texts), self.batch_size):
             rows = [[*ids, eos] for ids in self.tokenizer(texts[start : start + self.batch_size])["input_ids"]]
             rows = self._fit_context(rows)
-            width = max(len(r) for r in rows)
-            input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-            mask = (
-                torch.arange(width, device=self.device)[None, :]
-                < torch.tensor([len(r) for r in rows])[:, None].to(self.device)
-            ).long()
-            scores.extend(self.model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist())
+            batch_scores = [0.0] * len(rows)
+            for group in length_groups([len(r) for r in rows]):  # texts of similar length: less padding
+                width = max(len(rows[i]) for i in group)
+                input_ids = torch.tensor([rows[i] + [pad] * (width - len(rows[i])) for i in group], device=self.device)
+                lengths = torch.tensor([len(rows[i]) for i in group], device=self.device)
+                mask = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+                logits = self.model(input_ids=input_ids, attention_mask=mask.long()).logits[:, 0].float().tolist()
+                for i, score in zip(group, logits, strict=True):
+                    batch_scores[i] = score
+            scores.extend(batch_scores)
         return check_rewards(self.name, scores)
 
     def _fit_context(self, rows: list[list[int]]) -> list[list[int]]:
@@ -71,7 +75,11 @@ class RewardModelFn:
             longest = max(len(row) for row in rows)
             log.warning(
                 "reward %r: texts of up to %d tokens are longer than the reward model's context (%d); scoring their "
-                "last %d tokens", self.name, longest, self.context, self.context,
+                "last %d tokens",
+                self.name,
+                longest,
+                self.context,
+                self.context,
             )
             self.warned = True
         special = set(self.tokenizer.all_special_ids)
