@@ -6,8 +6,10 @@ Both sides start from the same cached stages (the base model and data for SFT; t
 pairs for DPO: one-time builds, excluded), use the same trainer settings (the harness's resolved
 `algorithm.trainer`), seed and thread count, and run alternately in fresh processes. The harness rebuilds the
 trained stage every time (its cache entry is removed first). Reported, as medians:
-  training ratio   the harness's stage build (load, trainer, train, save, curves, checkpoints) / the plain
-                   script's load + build + train + save: `harness_overhead_<algorithm>`
+  training ratio   the harness's stage build (trainer imports, load, build, train, save, curves) / the same
+                   span of the plain script (after torch/transformers/datasets are imported, which the harness
+                   does at start-up): `harness_overhead_<algorithm>`
+  train-loop ratio `trainer.train()` alone, as TRL times it (train_runtime)
   process ratio    the harness process without evaluation / the plain script's process
 and where the harness's time goes: startup (imports, Hydra), logger (W&B offline run), cached stages, training,
 evaluation (sampling and each suite), teardown (W&B finish, exit). Writes results/bench/overhead.json.
