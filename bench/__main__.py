@@ -58,7 +58,7 @@ def markdown(keys: dict[str, Any], parts: dict[str, Any], info: dict[str, Any]) 
             ("startup (imports, Hydra)", result["harness"].get("startup_s"), plain.get("imported_s")),
             ("logger start (W&B offline)", result["harness"].get("logger_start_s"), None),
             ("cached stages", result["harness"].get("cached_stages_s"), None),
-            ("training (load, build, train, save)", result["harness"]["training_s"], plain["training_s"]),
+            ("training (imports, load, build, train, save)", result["harness"]["training_s"], plain["training_s"]),
             ("  trainer.train()", result["harness"]["train_runtime_s"], plain["train_runtime_s"]),
             ("evaluation", result["harness"].get("eval_s"), None),
             ("teardown (W&B finish, exit)", result["harness"].get("teardown_s"), None),
