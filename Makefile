@@ -1,7 +1,7 @@
 # alignment-harness
 #   make demo    set up, then run the default comparison (experiment=compare, about 8 minutes on 2 cores)
 #   make test    set up, then run the test suite
-#   make bench   set up, then run the benchmarks (bench/; ~35 minutes) -> results/bench/summary.json and .md
+#   make bench   set up, then run the benchmarks (bench/; ~30 minutes) -> results/bench/summary.json and .md
 #   make setup   create .venv with the pinned stack (fast when already done)
 
 PYTHON ?= python3
