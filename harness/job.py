@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import traceback
@@ -74,8 +75,7 @@ class Job:
             start, before = time.perf_counter(), set(run.stages)
             eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
             # a stage a suite needed (win_rate's SFT baseline for `base`) is charged to that stage, not to eval
-            built = sum(out.seconds for name, out in run.stages.items() if name not in before and out.built_now)
-            wall["eval"] = time.perf_counter() - start - built
+            wall["eval"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
             self.write(run, status="failed", error=error, wall=wall)
@@ -129,10 +129,10 @@ class Job:
         wall["eval/sampling"] = time.perf_counter() - start
         metrics: dict[str, float] = {}
         for name, suite in suites.items():
-            start = time.perf_counter()
+            start, before = time.perf_counter(), set(run.stages)
             for metric, value in suite.evaluate(context).items():
                 metrics[f"eval/{name}/{metric}"] = float(value)
-            wall[f"eval/{name}"] = time.perf_counter() - start
+            wall[f"eval/{name}"] = time.perf_counter() - start - built_since(run, before)
         if distributed.is_main():
             context.write_samples(self.output_dir / SAMPLES_FILE)
         return metrics, sum(lengths)
@@ -200,16 +200,20 @@ class Job:
         return write_result(self.output_dir, result)
 
 
-_JOBS_IN_PROCESS: list[float] = []
+def built_since(run: Run, before: set[str]) -> float:
+    """Seconds spent building the stages `run` has built since it had only `before`."""
+    return sum(out.seconds for name, out in run.stages.items() if name not in before and out.built_now)
+
+
+_jobs_started = itertools.count()  # jobs this process has run (a launcher's worker runs several)
 
 
 def process_startup(job_started: float) -> dict[str, float]:
     """`{"startup": seconds}` from this process's start to its first job's (interpreter, imports, Hydra's
-    composition); empty for a later job of a process a sweep reuses (a launcher's worker)."""
+    composition); empty for a later job of a process a sweep reuses."""
     import psutil
 
-    _JOBS_IN_PROCESS.append(job_started)
-    if len(_JOBS_IN_PROCESS) > 1:
+    if next(_jobs_started):
         return {}
     return {"startup": round(max(0.0, job_started - psutil.Process().create_time()), 3)}
 

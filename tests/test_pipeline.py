@@ -55,6 +55,20 @@ def test_every_job_writes_a_complete_result(sweep) -> None:
         assert name in result["name"]
 
 
+def test_cost_says_where_the_time_went(sweep) -> None:
+    _, results = sweep
+    for result in results.values():
+        wall = result["cost"]["wall_s"]
+        suites = [f"eval/{suite}" for suite in result["config"]["eval"]]
+        parts = {"logger", "train_job", "eval", "eval/sampling", *suites}
+        assert parts <= set(wall) and all(wall[part] >= 0 for part in parts)
+        # a stage a suite built (win_rate's SFT for `base`) is charged to that stage, not to the suite
+        assert wall["eval/sampling"] + sum(wall[suite] for suite in suites) <= wall["eval"] + 1e-3
+    # the basic launcher runs both jobs in one process: its start-up is charged to the first job only
+    assert results["base"]["cost"]["wall_s"]["startup"] > 0
+    assert "startup" not in results["sft"]["cost"]["wall_s"]
+
+
 def test_the_base_model_is_shared_by_every_algorithm(sweep) -> None:
     _, results = sweep
     base_keys = {r["stages"]["base_model"]["key"] for r in results.values()}
