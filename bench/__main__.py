@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import demo, overhead, ppo
-from bench.common import OUT, machine, write_json
+from bench.common import OUT, machine
+from harness.io import atomic_write_json
 
 
 def summary_keys(parts: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def main() -> None:
         "machine": machine(),
     }
     keys = summary_keys(parts)
-    write_json(OUT / "summary.json", {**keys, "info": info})
+    atomic_write_json(OUT / "summary.json", {**keys, "info": info})
     (OUT / "summary.md").write_text(markdown(keys, parts, info))
     print((OUT / "summary.md").read_text())
     print(json.dumps(keys, indent=2))

@@ -118,11 +118,6 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def spread(values: Sequence[float]) -> str:
-    """`median (min-max, n=k)` for tables."""
-    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
-
-
 @contextmanager
 def composed(overrides: Sequence[str]) -> Iterator[Any]:
     """The harness config for `overrides`, composed as `harness <overrides>` would (smoke blocks applied)."""
@@ -146,11 +141,6 @@ def make_run(cfg: Any, output_dir: Path) -> Any:
 
     output_dir.mkdir(parents=True, exist_ok=True)
     return Run(cfg, output_dir, NoLogger())
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def machine() -> dict[str, Any]:

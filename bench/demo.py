@@ -17,7 +17,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from bench.common import HARNESS, OUT, run_timed, write_json
+from bench.common import HARNESS, OUT, run_timed
+from harness.io import atomic_write_json
 
 FOLDER = OUT / "demo"
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "jobs": len(results),
         **breakdown(results),
     }
-    write_json(OUT / "demo.json", summary)
+    atomic_write_json(OUT / "demo.json", summary)
     return summary
 
 

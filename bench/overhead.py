@@ -22,7 +22,8 @@ import json
 import shutil
 from typing import Any
 
-from bench.common import HARNESS, OUT, PYTHON, REPO, composed, make_run, median, run_timed, write_json
+from bench.common import HARNESS, OUT, PYTHON, REPO, composed, last_json_line, make_run, median, run_timed
+from harness.io import atomic_write_json
 
 CACHE = OUT / "cache"
 
@@ -81,7 +82,7 @@ def bench_algorithm(algorithm: str, reps: int, threads: int) -> dict[str, Any]:
                 out.mkdir(parents=True)
                 (out / "spec.json").write_text(json.dumps({**spec, "out_dir": str(out / "model")}))
                 timed = run_timed([str(PYTHON), str(REPO / "bench" / "plain_trl.py"), str(out / "spec.json")])
-                report = json.loads(timed.stdout.strip().splitlines()[-1])
+                report = last_json_line(timed.stdout)
                 plain_runs.append({**report, "process_s": timed.wall_s, "process_peak_rss_mb": timed.peak_rss_mb})
             else:
                 shutil.rmtree(CACHE / algorithm, ignore_errors=True)  # the stage is trained again, every time
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     results = {name: bench_algorithm(name, args.reps, args.threads) for name in args.algorithms.split(",")}
-    write_json(OUT / "overhead.json", results)
+    atomic_write_json(OUT / "overhead.json", results)
     return results
 
 

@@ -24,7 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.common import OUT, PYTHON, REPO, bench_env, composed, make_run, median, run_timed, write_json
+from bench.common import OUT, PYTHON, REPO, bench_env, composed, last_json_line, make_run, median, run_timed
+from harness.io import atomic_write_json
 
 TRL_VERSION = "1.12.0"
 VENV = OUT / "venv-trl112"
@@ -87,26 +88,33 @@ def prepare(threads: int, episodes: int | None) -> tuple[dict[str, Any], Any]:
 
 
 def evaluate(run: Any, policy_path: Path, reference_path: Path) -> dict[str, float]:
-    """Gold reward and KL(policy || SFT) of the policy's samples on the held-out prompts (eval settings)."""
-    from harness.generation import load_policy, sample_completions, token_logprobs
-    from harness.runner import plain
-    from plugins.evals.kl import sequence_kl
+    """The policy as a harness job evaluates it: its samples on the held-out prompts (the evaluation's
+    sampling settings), scored by the gold and kl suites (KL to `reference_path`, the SFT policy)."""
+    from harness.generation import load_policy, sample_completions
+    from harness.protocols import Policy
+    from harness.runner import EvalContext, plain
+    from plugins.evals.gold import GoldEval
+    from plugins.evals.kl import KLEval
 
     settings = plain(run.cfg.generation)
     prompts = list(run.load_split("eval_prompts")["prompt"])
     model, tokenizer = load_policy(policy_path, "cpu")
     samples = sample_completions(model, tokenizer, prompts, settings, "cpu")
-    gold = run.task.gold()
-    rewards = gold.reward(prompts, samples.completions)
-    temperature = float(settings["temperature"])
-    mine, _ = token_logprobs(model, tokenizer, prompts, samples.token_ids, temperature, "cpu")
-    reference, ref_tokenizer = load_policy(reference_path, "cpu")
-    theirs, _ = token_logprobs(reference, ref_tokenizer, prompts, samples.token_ids, temperature, "cpu")
-    return {
-        "gold_reward": statistics.fmean(rewards),
-        "seq_kl": statistics.fmean(sequence_kl(mine, theirs)),
-        "grammatical": statistics.fmean(map(float, gold.grammatical(prompts, samples.completions))),
-    }
+    context = EvalContext(
+        prompts=prompts,
+        completions=samples.completions,
+        completion_tokens=samples.lengths,
+        policy=Policy(path=policy_path, reference_path=reference_path),
+        gold=run.task.gold(),
+        device="cpu",
+        generation=settings,
+        run=run,
+        completion_ids=samples.token_ids,
+        model=model,
+        tokenizer=tokenizer,
+    )
+    gold, kl = GoldEval().evaluate(context), KLEval().evaluate(context)
+    return {"gold_reward": gold["reward"], "grammatical": gold["grammatical"], "seq_kl": kl["seq_kl"]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # TRL's side must not see our repository: it runs on what its own environment has
             env = bench_env() if name == "harness" else {**bench_env(), "PYTHONPATH": ""}
             timed = run_timed([str(python), str(script), str(spec_path)], env=env, log=out_dir / "log.txt")
-            report = json.loads(timed.stdout.strip().splitlines()[-1])
+            report = last_json_line(timed.stdout)
             report.update(process_wall_s=timed.wall_s, process_peak_rss_mb=timed.peak_rss_mb, seed=rep)
             print(f"bench ppo: {name} rep {rep}: {report['episodes_per_second']:.1f} episodes/s", flush=True)
             runs[name].append(report)
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ppo_speedup_vs_trl112": summary["harness"]["episodes_per_second"] / summary["trl"]["episodes_per_second"],
         "peak_memory_ratio_vs_trl112": summary["harness"]["peak_rss_mb"] / summary["trl"]["peak_rss_mb"],
     }
-    write_json(OUT / "ppo.json", result)
+    atomic_write_json(OUT / "ppo.json", result)
     return result
 
 

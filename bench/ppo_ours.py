@@ -22,8 +22,9 @@ def main(spec_path: str) -> None:
     from transformers import AutoModelForCausalLM
 
     from harness.protocols import Reward
+    from harness.runner import torch_threads
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, torch_threads, train_ppo
+    from plugins.algorithms.ppo import load_config, train_ppo
     from plugins.loggers.none import NoLogger
     from plugins.rewards.learned import RewardModelFn
 

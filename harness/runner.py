@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +46,20 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise HarnessError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
     return requested
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on `threads` torch threads (None: leave them), then restore the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def build_plugin(node: DictConfig) -> Any:
@@ -106,16 +121,10 @@ class Run:
         data = self.datasets()
 
         def build(out_dir: Path) -> Mapping[str, Any] | None:
-            import torch
-
-            previous = torch.get_num_threads()
-            threads = self.cfg.get("base_model_threads")
-            if threads and self.device == "cpu":  # every other job of a sweep waits for this stage: use their cores
-                torch.set_num_threads(threads)
-            try:
+            # every other job of a sweep waits for this stage: it may use their cores
+            threads = self.cfg.get("base_model_threads") if self.device == "cpu" else None
+            with torch_threads(threads):
                 return self.model_source.build(out_dir, data.path)
-            finally:
-                torch.set_num_threads(previous)
 
         return self.stage("base_model", plain(self.cfg.model), {"data": data}, build)
 

@@ -8,13 +8,13 @@ import torch
 from harness.batching import length_groups
 from plugins.algorithms.ppo import (
     by_length,
+    logprobs_of,
     policy_loss,
     response_logits,
     sample_responses,
-    token_logprobs,
-    token_values,
     truncate_after_eos,
     value_loss,
+    values_of,
 )
 
 EOS, PAD = 2, 0
@@ -97,13 +97,13 @@ def test_grouped_forward_passes_equal_one_pass_over_the_padded_batch(rollout: di
     assert len(groups) > 2
     with torch.no_grad():
         grouped_logprobs, grouped_entropy = by_length(
-            groups, ids, attention, responses, mask, lambda *a: token_logprobs(rollout["policy"], 0.7, *a)
+            groups, ids, attention, responses, mask, lambda *a: logprobs_of(rollout["policy"], 0.7, True, *a)
         )
-        full_logprobs, full_entropy = token_logprobs(rollout["policy"], 0.7, ids, attention, responses)
+        full_logprobs, full_entropy = logprobs_of(rollout["policy"], 0.7, True, ids, attention, responses)
         (grouped_values,) = by_length(
-            groups, ids, attention, responses, mask, lambda *a: token_values(rollout["value_model"], *a)
+            groups, ids, attention, responses, mask, lambda *a: values_of(rollout["value_model"], *a)
         )
-        (full_values,) = token_values(rollout["value_model"], ids, attention, responses)
+        (full_values,) = values_of(rollout["value_model"], ids, attention, responses)
     real = mask.bool()
     torch.testing.assert_close(grouped_logprobs[real], full_logprobs[real], atol=1e-5, rtol=0)
     torch.testing.assert_close(grouped_entropy[real], full_entropy[real], atol=1e-5, rtol=0)
@@ -151,10 +151,12 @@ def test_sampling_drops_ended_rows_and_keeps_each_row_its_own(rollout: dict) -> 
     raw, sampled = sample_responses(policy, queries, queries != 0, 40, 1.0, EOS, PAD, torch.Generator().manual_seed(5))
     responses, mask, _ = truncate_after_eos(raw, EOS, PAD)
     assert torch.equal(raw, responses), "every token after a row's EOS is padding"
+    lengths = mask.sum(1)
+    assert int((lengths < lengths.max()).sum()) >= len(lengths) // 4, "rows must have left the batch early"
     ids = torch.cat([queries, responses], dim=1)
     attention = torch.cat([(queries != 0), mask], dim=1).long()
     with torch.no_grad():
-        full, _ = token_logprobs(policy, 1.0, ids, attention, responses)
+        (full,) = logprobs_of(policy, 1.0, False, ids, attention, responses)
     real = mask.bool()
     torch.testing.assert_close(sampled[real], full[real], atol=1e-4, rtol=0)
     assert not sampled[~real].any()

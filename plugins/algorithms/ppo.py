@@ -35,7 +35,7 @@ from harness.batching import length_groups
 from harness.errors import HarnessError
 from harness.guards import prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, RewardFn
-from harness.runner import Run
+from harness.runner import Run, torch_threads
 from harness.stages import StageOutput
 from harness.training import truncate_history
 
@@ -382,19 +382,35 @@ def response_values(
     return value_model(input_ids, attention_mask)[:, context - 1 : -1]
 
 
-def token_logprobs(
-    model: Any, temperature: float, input_ids: torch.Tensor, attention_mask: torch.Tensor, responses: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logprobs of the response tokens and the entropy at each (queries fill the rest of `input_ids`)."""
+def logprobs_of(
+    model: Any,
+    temperature: float,
+    with_entropy: bool,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    responses: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """Logprobs of the response tokens (queries fill the rest of `input_ids`), and the entropy at each token
+    when `with_entropy` (the policy's; the reference's would be thrown away)."""
     logits = response_logits(model, input_ids, attention_mask, input_ids.shape[1] - responses.shape[1])
-    return logprobs_from_logits(logits, responses, temperature), entropy_from_logits(logits, temperature)
+    logprobs = logprobs_from_logits(logits, responses, temperature)
+    return (logprobs, entropy_from_logits(logits, temperature)) if with_entropy else (logprobs,)
 
 
-def token_values(
+def values_of(
     value_model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, responses: torch.Tensor
 ) -> tuple[torch.Tensor]:
     """V(state before each response token)."""
     return (response_values(value_model, input_ids, attention_mask, input_ids.shape[1] - responses.shape[1]),)
+
+
+def cut_to_group(
+    rows: torch.Tensor, mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The group's longest response (`width`), and its rows of the query + response tensors cut to it."""
+    width = int(mask[rows].sum(1).max())
+    end = input_ids.shape[1] - mask.shape[1] + width
+    return width, input_ids[rows, :end], attention_mask[rows, :end]
 
 
 def by_length(
@@ -408,13 +424,11 @@ def by_length(
     """Per-token results for a batch, computed group by group (harness.batching.length_groups) with each group
     cut to its longest response: `compute(input_ids, attention_mask, responses)` returns [rows, width] tensors,
     put back into [batch, response width] ones (zero past each row's end, where `mask` is 0)."""
-    context = input_ids.shape[1] - responses.shape[1]
     outputs: list[torch.Tensor] = []
     for group in groups:
         rows = torch.tensor(group, device=mask.device)
-        width = int(mask[rows].sum(1).max())
-        end = context + width
-        parts = compute(input_ids[rows, :end], attention_mask[rows, :end], responses[rows, :width])
+        width, ids, attention = cut_to_group(rows, mask, input_ids, attention_mask)
+        parts = compute(ids, attention, responses[rows, :width])
         if not outputs:
             outputs = [torch.zeros(mask.shape, dtype=part.dtype, device=part.device) for part in parts]
         for output, part in zip(outputs, parts, strict=True):
@@ -612,10 +626,10 @@ def train_ppo(
         with torch.no_grad():
             policy.eval()
             value_model.eval()
-            logprobs, entropies = by_length(*rollout, partial(token_logprobs, policy, config.temperature))
+            logprobs, entropies = by_length(*rollout, partial(logprobs_of, policy, config.temperature, True))
             entropy = masked_mean(entropies, mask)  # per token, exact
-            ref_logprobs, _ = by_length(*rollout, partial(token_logprobs, reference, config.temperature))
-            (values,) = by_length(*rollout, partial(token_values, value_model))
+            (ref_logprobs,) = by_length(*rollout, partial(logprobs_of, reference, config.temperature, False))
+            (values,) = by_length(*rollout, partial(values_of, value_model))
         completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
         raw_scores = torch.tensor(
             reward.fn(batch_prompts, [c.strip() for c in completions]), dtype=torch.float, device=accelerator.device
@@ -647,17 +661,17 @@ def train_ppo(
                 totals = torch.zeros(len(stats))
                 optimizer.zero_grad(set_to_none=True)
                 for number, rows in enumerate(pieces):
-                    width = int(mask[rows].sum(1).max())
-                    mb_ids, mb_attention = input_ids[rows, : context + width], attention_mask[rows, : context + width]
-                    mb_mask = mask[rows, :width]
-                    new_logits = response_logits(policy, mb_ids, mb_attention, context)
-                    new_logprobs = logprobs_from_logits(new_logits, responses[rows, :width], config.temperature)
-                    pg_loss, clipfrac, approx_kl = policy_loss(
-                        new_logprobs, logprobs[rows, :width], advantages[rows, :width], mb_mask, config.clip_coef, count
+                    width, mb_ids, mb_attention = cut_to_group(rows, mask, input_ids, attention_mask)
+                    mb_responses, mb_mask, mb_logprobs, mb_advantages, mb_values, mb_returns = (
+                        t[rows, :width] for t in (responses, mask, logprobs, advantages, values, returns)
                     )
-                    new_values = response_values(value_model, mb_ids, mb_attention, context)
+                    (new_logprobs,) = logprobs_of(policy, config.temperature, False, mb_ids, mb_attention, mb_responses)
+                    pg_loss, clipfrac, approx_kl = policy_loss(
+                        new_logprobs, mb_logprobs, mb_advantages, mb_mask, config.clip_coef, count
+                    )
+                    (new_values,) = values_of(value_model, mb_ids, mb_attention, mb_responses)
                     v_loss, vf_clipfrac = value_loss(
-                        new_values, values[rows, :width], returns[rows, :width], mb_mask, config.cliprange_value, count
+                        new_values, mb_values, mb_returns, mb_mask, config.cliprange_value, count
                     )
                     # several processes: gradients are averaged once, after the minibatch's last part
                     with no_sync(accelerator, (policy, value_model), number < len(pieces) - 1):
@@ -830,18 +844,6 @@ def restore_state(
 # ---------------------------------------------------------------------------------------------------------
 # The plugin: PPO as a cached stage on top of SFT (and the reward model, when there is one)
 # ---------------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> typing.Iterator[None]:
-    """Run the block on `threads` torch threads (None: leave them), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class PPO:
