@@ -101,9 +101,8 @@ def finished_result(output_dir: Path) -> dict[str, Any] | None:
 def run_job(cfg: DictConfig) -> float | None:
     """Train and evaluate one algorithm; returns the objective metric (for sweepers such as Optuna)."""
     from harness import distributed
-    from harness.job import Job
+    from harness.job import Job, SilentLogger
     from harness.runner import build_plugin
-    from plugins.loggers.none import NoLogger
 
     started = time.time()
     quiet_libraries()
@@ -118,7 +117,7 @@ def run_job(cfg: DictConfig) -> float | None:
         return done["metrics"].get(cfg.get("objective") or "")
     identity = job_identity(cfg)
     # one W&B run per job, however many processes run it
-    logger = build_plugin(cfg.logger) if distributed.is_main() else NoLogger()
+    logger = build_plugin(cfg.logger) if distributed.is_main() else SilentLogger()
     job = Job(cfg, output_dir, logger, identity, started)
     return job.execute()
 

@@ -22,7 +22,7 @@ class ReportCallback(Callback):
     """Writes comparison.csv / comparison.md / report.html into the sweep directory, prints the table, and
     logs the comparison as one more W&B run in the sweep's group when the logger is W&B."""
 
-    def __init__(self, baseline: str = "sft", enabled: bool = True) -> None:
+    def __init__(self, baseline: str | None = None, enabled: bool = True) -> None:  # baseline: conf/config.yaml
         self.baseline = baseline
         self.enabled = enabled
 

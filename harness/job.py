@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness import distributed
+from harness.declarations import curve_entries, headline_entries, split_declarations
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
@@ -47,6 +48,8 @@ class Job:
         self.identity = identity
         self.started = started
         self.config = redact(plain(cfg))
+        self.headline: list[dict[str, Any]] = []  # what the suites and the algorithm declare (harness.declarations)
+        self.curves: list[dict[str, Any]] = []
 
     def execute(self) -> float | None:
         cfg = self.cfg
@@ -55,10 +58,11 @@ class Job:
         started_logger = False
         reset_peak_memory()
         try:  # whatever fails, even building a plugin, leaves a result.json that says so
-            if cfg.get("kl_budget") is not None and "kl" not in cfg.eval:  # fail before training, not after
-                raise HarnessError(f"kl_budget={cfg.kl_budget} needs the kl suite: add it to eval (eval=[...,kl])")
-            algorithm = build_plugin(cfg.algorithm)
-            suites: dict[str, EvalSuite] = {name: build_plugin(node) for name, node in cfg.eval.items()}
+            check_kl_budget(cfg)  # fail before training, not after
+            algorithm_config, declared = split_declarations(cfg.algorithm)
+            self.curves = curve_entries(cfg.algorithm.name, declared.get("curves"))
+            algorithm = build_plugin(algorithm_config)
+            suites, self.headline = build_suites(cfg.eval)
             start = time.perf_counter()
             self.logger.start(
                 config=self.config,
@@ -74,7 +78,7 @@ class Job:
             wall["train_job"] = time.perf_counter() - start
             start, before = time.perf_counter(), set(run.stages)
             eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
-            # a stage a suite needed (win_rate's SFT baseline for `base`) is charged to that stage, not to eval
+            # a stage a suite needed (a baseline policy it samples) is charged to that stage, not to eval
             wall["eval"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
@@ -90,7 +94,9 @@ class Job:
         for key in sorted(eval_metrics):
             log.info("  %-32s %.4f", key, eval_metrics[key])
         objective = cfg.get("objective")
-        return objective_value(metrics, objective, cfg.get("kl_budget")) if objective else None
+        if not objective:
+            return None
+        return objective_value(metrics, objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
 
     def evaluate(
         self, run: Run, policy: Policy, suites: dict[str, EvalSuite], wall: dict[str, float]
@@ -184,6 +190,8 @@ class Job:
             "overrides": self.identity["overrides"],
             "config": self.config,
             "metrics": metrics or {},
+            "headline": self.headline,  # the comparison's leading columns, as the suites declared them
+            "curves": self.curves,  # the training curves the algorithm declared worth plotting
             "cost": cost,
             "stages": stage_summary(stages),
             # a stage whose killed build this job resumed, and the step it resumed from
@@ -198,6 +206,49 @@ class Job:
             "finished_at": _timestamp(time.time()),
         }
         return write_result(self.output_dir, result)
+
+
+def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str, Any]]]:
+    """Every eval suite of the job, built from its config without its declarations, and the headline metrics
+    they declare, in the order of `eval`."""
+    suites: dict[str, EvalSuite] = {}
+    headline: list[dict[str, Any]] = []
+    for name, node in eval_config.items():
+        suite_config, declared = split_declarations(node)
+        headline += headline_entries(name, declared.get("headline"))
+        suites[name] = build_plugin(suite_config)
+    return suites, headline
+
+
+def check_kl_budget(cfg: DictConfig) -> None:
+    """A KL budget needs the metric it budgets (`kl_metric`, eval/<suite>/<metric>) and that suite in `eval`."""
+    budget, kl_metric = cfg.get("kl_budget"), cfg.get("kl_metric")
+    if budget is None:
+        return
+    if not kl_metric:
+        raise HarnessError(f"kl_budget={budget} needs kl_metric: the metric it budgets (eval/<suite>/<metric>)")
+    parts = str(kl_metric).split("/")
+    if len(parts) < 3 or parts[0] != "eval":
+        raise HarnessError(f"kl_metric={kl_metric!r} is not an evaluation metric; expected eval/<suite>/<metric>")
+    if parts[1] not in cfg.eval:
+        suite = parts[1]
+        raise HarnessError(f"kl_budget={budget} needs the {suite} suite for {kl_metric}: add it (eval=[...,{suite}])")
+
+
+class SilentLogger:
+    """The logger of every process but the main one in a multi-process job: one run per job is logged."""
+
+    def start(self, *, config: Any, name: str, group: str, job_type: str) -> None:
+        pass
+
+    def log(self, metrics: Any, step: int | None = None) -> None:
+        pass
+
+    def summary(self, metrics: Any) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
 
 
 def built_since(run: Run, before: set[str]) -> float:

@@ -14,16 +14,17 @@ from collections.abc import Mapping
 from harness.errors import HarnessError
 
 # Pushes an over-budget job below every in-budget one as long as the objective's values span less than this
-# (gold reward, win rate and grammaticality lie in [0, 1]; KL and losses in nats are far below 1000).
+# (rewards, rates and fractions in [0, 1]; KL and losses in nats are far below 1000).
 OVER_BUDGET_PENALTY = 1000.0
 
 
 def objective_value(
-    metrics: Mapping[str, float], objective: str, kl_budget: float | None, kl_key: str = "eval/kl/seq_kl"
+    metrics: Mapping[str, float], objective: str, kl_budget: float | None, kl_key: str | None = None
 ) -> float | None:
-    """`metrics[objective]` (to maximise), or, when `kl_budget` is set and `metrics[kl_key]` exceeds it,
-    that value minus `OVER_BUDGET_PENALTY` minus the excess KL (capped at the same amount, so values stay
-    finite). None when the job did not report the objective (the sweeper counts the trial as failed)."""
+    """`metrics[objective]` (to maximise), or, when `kl_budget` is set and `metrics[kl_key]` (the config's
+    `kl_metric`) exceeds it, that value minus `OVER_BUDGET_PENALTY` minus the excess KL (capped at the same
+    amount, so values stay finite). None when the job did not report the objective (the sweeper counts the
+    trial as failed)."""
     if objective not in metrics or metrics[objective] is None:
         return None
     value = float(metrics[objective])
@@ -31,8 +32,11 @@ def objective_value(
         return value
     if kl_budget < 0:
         raise HarnessError(f"kl_budget={kl_budget} is negative; expected a KL in nats >= 0, or null for none")
+    if not kl_key:
+        raise HarnessError(f"kl_budget={kl_budget} needs kl_metric: the metric it budgets (eval/<suite>/<metric>)")
     if kl_key not in metrics:
-        raise HarnessError(f"kl_budget={kl_budget} needs {kl_key} in the job's metrics; add kl to eval (eval=[...,kl])")
+        suite = kl_key.split("/")[1] if kl_key.count("/") >= 2 else "its suite"
+        raise HarnessError(f"kl_budget={kl_budget} needs {kl_key} in the job's metrics; add {suite} to eval=[...]")
     kl = float(metrics[kl_key])
     if kl <= kl_budget:  # False for NaN too: a KL that could not be measured is not within any budget
         return value

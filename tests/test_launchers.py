@@ -94,7 +94,8 @@ def test_an_optuna_search_gets_each_trial_objective_at_the_kl_budget(tmp_path: P
         for r in results
     }
     assert len(trials) == 2, "the two trials got the same hyperparameters"
-    values = {params: objective_value(r["metrics"], GOLD, 0.0) for params, r in trials.items()}
+    kl_metric = "eval/kl/seq_kl"
+    values = {params: objective_value(r["metrics"], GOLD, 0.0, kl_key=kl_metric) for params, r in trials.items()}
     best = yaml.safe_load((sweep_dir(results) / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(values.values()))
     chosen = best["best_params"]

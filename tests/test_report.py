@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,11 @@ REPORT = Path(sys.executable).parent / "harness-report"
 T_975_DF2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (any t table)
 SFT = [0.60, 0.65, 0.70]
 DPO = [0.70, 0.80, 0.75]
+# what conf/algorithm/ppo.yaml declares under `curves:`
+PPO_CURVES = [
+    {"key": "objective/score", "label": "proxy score", "role": "proxy"},
+    {"key": "objective/gold_score", "label": "gold score", "role": "quality"},
+]
 
 
 def _metrics(reward: float, seed: int, proxy: float | None = None) -> dict[str, float]:
@@ -45,11 +51,13 @@ def complete_sweep(tmp_path: Path) -> Path:
     for algorithm, rewards in (("sft", SFT), ("dpo", DPO), ("ppo", [0.85, 0.8, 0.9])):
         for seed, reward in enumerate(rewards):
             proxy = 1.0 + seed if algorithm == "ppo" else None
+            curves = None
             if algorithm == "ppo":
                 curve = [(step, {"objective/score": 0.1 * step, "objective/gold_score": 0.5}) for step in (1, 2)]
-            else:
+                curves = PPO_CURVES
+            else:  # no curves declared: the report plots the loss
                 curve = [(step, {"loss": 2.0 - 0.1 * step}) for step in (10, 20, 30)]
-            make_job(tmp_path, number, algorithm, seed, _metrics(reward, seed, proxy), curve=curve)
+            make_job(tmp_path, number, algorithm, seed, _metrics(reward, seed, proxy), curve=curve, curves=curves)
             number += 1
     return tmp_path
 
@@ -94,6 +102,11 @@ def test_report_files_and_numbers(complete_sweep: Path) -> None:
     assert (dpo["complete"], dpo["failed"], dpo["missing"], dpo["seeds"]) == ("3", "0", "0", "0 1 2")
     assert rows["sft"]["eval/gold/reward/diff_vs_sft/mean"] == ""  # the baseline is not compared with itself
     assert float(dpo["cost/train_s/mean"]) == pytest.approx(31.0)  # its own stage: 30, 31, 32 seconds
+    # the columns the suites declare, in their declared order (win rate: no job reports it), Δ after quality
+    columns = ["gold reward", "Δ gold reward vs sft", "grammatical", "KL (nats)", "proxy reward", "distinct-2"]
+    header = "| " + " | ".join(["algorithm", "seeds", *columns]) + " |"
+    assert header in report.markdown
+    assert "KL is to the reference policy (SFT;" in report.markdown  # the kl suite's note, in the caption
     # the markdown marks the best mean per metric: ppo on gold reward (0.85)
     assert "| ppo | 3 | **0.850 [" in report.markdown
     assert "+0.100 [-0.024, +0.224]" in report.markdown
@@ -177,6 +190,10 @@ def test_comparison_is_logged_as_a_wandb_run_offline(complete_sweep: Path, tmp_p
     log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", "dir": str(wandb_dir), "mode": "offline"})
     (run_dir,) = (wandb_dir / "wandb").glob("offline-run-*")
     run = read_offline_run(run_dir)
+    deadline = time.monotonic() + 30
+    while not run["history"] and time.monotonic() < deadline:  # W&B's service may still be writing the file
+        time.sleep(0.5)
+        run = read_offline_run(run_dir)
     assert (run["job_type"], run["group"], run["name"]) == ("comparison", GROUP, "handmade-comparison")
     logged = {key: value for row in run["history"] for key, value in row.items()}  # media: nested keys, flattened
     assert logged["comparison/table/_type"] == "table-file" and logged["comparison/table/nrows"] == 3
@@ -192,7 +209,7 @@ def test_report_renders_in_a_real_browser(complete_sweep: Path) -> None:
 
     report = build_report(complete_sweep)
     figures = [name for name, path in report.files.items() if path.suffix == ".png"]
-    assert set(figures) == {"frontier", "metrics", "gold_vs_proxy", "training_curves", "cost"}
+    assert set(figures) == {"frontier", "metrics", "proxy_vs_quality", "training_curves", "cost"}
     with chromium_page() as page:
         seen = render_report(page, report.html)
     (table,) = seen["tables"]

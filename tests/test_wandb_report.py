@@ -16,20 +16,29 @@ import wandb_workspaces.reports.v2.interface as wr_interface
 
 from harness.errors import HarnessError
 from harness.report.wandb_report import (
-    DEFAULT_BAR_METRICS,
-    DEFAULT_CURVE_METRICS,
     MISSING_PACKAGE,
     build_report,
+    comparison_panels,
     publish_report,
 )
 
 ENTITY, PROJECT, GROUP = "test-entity", "alignment-harness", "compare-2024-01-01_12-00-00"
 ALGORITHMS = ["sft", "dpo", "ppo"]
+# what comparison_panels gives for the repository's suites and a PPO that declares its curves
+PANELS = {
+    "reward_key": "eval/gold/reward",
+    "kl_key": "eval/kl/seq_kl",
+    "bar_metrics": ["eval/gold/reward", "eval/gold/grammatical", "eval/kl/seq_kl", "eval/diversity/distinct_2"],
+    "curve_metrics": ["train/objective/score", "train/objective/gold_score", "train/loss"],
+}
+BAR_METRICS, CURVE_METRICS = PANELS["bar_metrics"], PANELS["curve_metrics"]
 
 
 @pytest.fixture
 def report() -> wr.Report:
-    return build_report(entity=ENTITY, project=PROJECT, group=GROUP, title="DPO vs PPO", algorithms=ALGORITHMS)
+    return build_report(
+        entity=ENTITY, project=PROJECT, group=GROUP, title="DPO vs PPO", algorithms=ALGORITHMS, **PANELS
+    )
 
 
 @pytest.fixture
@@ -73,14 +82,14 @@ def test_scatter_is_reward_against_kl(report: wr.Report) -> None:
 
 def test_one_bar_plot_per_metric_with_std_error_bars(report: wr.Report) -> None:
     bars = panels_of(report, wr.BarPlot)
-    assert [bar.metrics for bar in bars] == [[metric] for metric in DEFAULT_BAR_METRICS]
+    assert [bar.metrics for bar in bars] == [[metric] for metric in BAR_METRICS]
     for bar in bars:
         assert (bar.groupby, bar.groupby_aggfunc, bar.groupby_rangefunc) == ("JobType", "mean", "stddev")
 
 
 def test_line_plots_are_training_curves_against_train_step(report: wr.Report) -> None:
     curves = panels_of(report, wr.LinePlot)
-    assert [curve.y for curve in curves] == [[metric] for metric in DEFAULT_CURVE_METRICS]
+    assert [curve.y for curve in curves] == [[metric] for metric in CURVE_METRICS]
     for curve in curves:
         assert curve.x == "train/step"
         assert (curve.groupby, curve.groupby_aggfunc, curve.groupby_rangefunc) == ("JobType", "mean", "stddev")
@@ -102,6 +111,28 @@ def test_custom_keys_and_metrics() -> None:
     assert (scatter.x, scatter.y) == ("eval/kl/token_kl", "eval/gold/proxy_reward")
     assert [bar.metrics for bar in panels_of(report, wr.BarPlot)] == [["eval/gold/proxy_reward"]]
     assert panels_of(report, wr.LinePlot) == []
+
+
+def test_without_a_quality_and_a_divergence_metric_there_is_no_scatter() -> None:
+    report = build_report(entity=ENTITY, project=PROJECT, group=GROUP, title="t", algorithms=["dpo"], kl_key=None)
+    assert panels_of(report, wr.ScatterPlot) == [] and panels_of(report, wr.BarPlot) == []
+    assert "scatter" not in report.blocks[1].text
+
+
+def test_panels_come_from_the_sweeps_declarations(tmp_path) -> None:
+    """The bars are the declared headline metrics a job reports (no proxy, no win rate here), the scatter the
+    quality against the divergence metric, the curves what PPO declared and then the loss."""
+    from sweeps import make_job, write_multirun
+
+    from harness.report.aggregate import load_sweep
+    from harness.report.tables import compare
+
+    write_multirun(tmp_path, {"algorithm": "sft,ppo", "seed": "0"})
+    metrics = {key: 0.5 for key in PANELS["bar_metrics"]}
+    make_job(tmp_path, 0, "sft", 0, metrics)
+    curves = [{"key": "objective/score", "role": "proxy"}, {"key": "objective/gold_score", "role": "quality"}]
+    make_job(tmp_path, 1, "ppo", 0, {**metrics, "eval/gold/proxy_reward": 1.0}, curves=curves)
+    assert comparison_panels(compare(load_sweep(tmp_path))) == PANELS
 
 
 def test_panels_do_not_overlap(report: wr.Report) -> None:
@@ -135,11 +166,11 @@ def test_serialised_spec_holds_the_keys(report: wr.Report, no_server: None) -> N
     (scatter,) = by_type["Scatter Plot"]
     assert (scatter["xAxis"], scatter["yAxis"]) == ("summary:eval/kl/seq_kl", "summary:eval/gold/reward")
     bars = by_type["Bar Chart"]
-    assert [bar["metrics"] for bar in bars] == [[metric] for metric in DEFAULT_BAR_METRICS]
+    assert [bar["metrics"] for bar in bars] == [[metric] for metric in BAR_METRICS]
     assert all(bar["groupArea"] == "stddev" and bar["groupAgg"] == "mean" and bar["aggregate"] for bar in bars)
     assert all(bar["groupBy"] == "jobType" for bar in bars)
     lines = by_type["Run History Line Plot"]
-    assert [line["metrics"] for line in lines] == [[metric] for metric in DEFAULT_CURVE_METRICS]
+    assert [line["metrics"] for line in lines] == [[metric] for metric in CURVE_METRICS]
     assert all(line["xAxis"] == "train/step" and line["groupArea"] == "stddev" for line in lines)
 
 

@@ -33,8 +33,9 @@ class Report:
         return sum(job.status != "complete" for job in self.sweep.jobs)
 
 
-def build_report(sweep_dir: Path | str, baseline: str = "sft") -> Report:
-    """Aggregate every job under `sweep_dir` and write the comparison files there."""
+def build_report(sweep_dir: Path | str, baseline: str | None = None) -> Report:
+    """Aggregate every job under `sweep_dir` and write the comparison files there. `baseline`: the group the
+    others are compared with, paired by seed (default: the one recorded with the sweep)."""
     from harness.report import html, plots
 
     root = Path(sweep_dir)

@@ -68,7 +68,7 @@ class Paired:
 
 @dataclass
 class Group:
-    label: str  # "dpo" or "dpo kl_beta=0.1"
+    label: str  # "<algorithm>", or "<algorithm> kl_beta=0.1" when a sweep varies more than algorithm and seed
     algorithm: str
     params: dict[str, str]  # swept values other than algorithm and seed
     jobs: list[Job]
@@ -106,7 +106,7 @@ def summarise(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
 
 
 def paired(group: Mapping[str, float], baseline: Mapping[str, float], confidence: float = CONFIDENCE) -> Paired | None:
-    """Difference group - baseline over the seeds both have (a paired t-test: seeds share data and SFT)."""
+    """Difference group - baseline over the seeds both have (a paired t-test: seeds share data and starting policy)."""
     seeds = sorted(set(group) & set(baseline))
     if not seeds:
         return None
@@ -130,6 +130,7 @@ class Sweep:
     swept: list[str]  # keys that vary across jobs, in the order the sweep named them
     experiment: str
     config: dict[str, Any]  # the config of one complete job (for W&B project, generation settings, ...)
+    baseline: str | None = None  # the group the sweep was to be compared with (its report callback's `baseline`)
 
     @property
     def groups(self) -> list[Group]:
@@ -200,10 +201,12 @@ def load_sweep(root: Path) -> Sweep:
     results = read_results(root)
     multirun_path = root / MULTIRUN_FILE
     jobs: list[Job] = []
+    multirun: dict[str, Any] = {}
     if multirun_path.exists():
         from omegaconf import OmegaConf
 
-        swept, expected = expected_jobs(OmegaConf.to_container(OmegaConf.load(multirun_path), resolve=False))
+        multirun = OmegaConf.to_container(OmegaConf.load(multirun_path), resolve=False)
+        swept, expected = expected_jobs(multirun)
     else:
         swept, expected = _varying_keys(results), []
     seen: set[tuple] = set()
@@ -227,7 +230,32 @@ def load_sweep(root: Path) -> Sweep:
     complete = [job for job in jobs if job.status == "complete"]
     config = complete[0].result.get("config", {}) if complete else {}
     experiment = next((job.result.get("experiment") for job in jobs if job.result), None) or root.parent.name
-    return Sweep(root, jobs, swept or ["algorithm", "seed"], experiment, config)
+    baseline = recorded_baseline(multirun) or next(
+        (found for job in jobs if job.dir is not None and (found := _job_baseline(job.dir))), None
+    )
+    return Sweep(root, jobs, swept or ["algorithm", "seed"], experiment, config, baseline)
+
+
+REPORT_CALLBACK = "harness.callbacks.ReportCallback"
+
+
+def recorded_baseline(hydra_record: Mapping[str, Any]) -> str | None:
+    """The `baseline` of the report callback in a Hydra record (`multirun.yaml`, a job's `.hydra/hydra.yaml`)."""
+    callbacks = (hydra_record.get("hydra") or {}).get("callbacks") or {}
+    for callback in callbacks.values():
+        if isinstance(callback, Mapping) and callback.get("_target_") == REPORT_CALLBACK and callback.get("baseline"):
+            return str(callback["baseline"])
+    return None
+
+
+def _job_baseline(folder: Path) -> str | None:
+    """The baseline a job's own Hydra record names (for a folder of runs without `multirun.yaml`)."""
+    path = folder / ".hydra" / "hydra.yaml"
+    if not path.exists():
+        return None
+    from omegaconf import OmegaConf
+
+    return recorded_baseline(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
 
 
 def _job_order(job: Job, expected: list[dict[str, str]]) -> tuple[int, int, str]:

@@ -16,7 +16,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Build comparison.csv, comparison.md and report.html from the result.json files under DIR.",
     )
     parser.add_argument("directory", type=Path, help="a sweep directory (results/sweeps/<experiment>/<time>)")
-    parser.add_argument("--baseline", default="sft", help="group the others are compared with, paired by seed")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="group the others are compared with, paired by seed (default: the one recorded with the sweep)",
+    )
     parser.add_argument(
         "--wandb", action="store_true", help="also log the comparison as a run in the sweep's W&B group"
     )
@@ -52,10 +56,10 @@ def run(args: argparse.Namespace):
     print(f"report: {report.html.resolve()}")
     identity = sweep_identity(report)
     if args.wandb:
-        log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", **identity["logger"]})
+        log_comparison(report, comparison_logger(identity["logger"]))
     if args.wandb_report:
         from harness.report.wandb_report import build_report as build_wandb_report
-        from harness.report.wandb_report import publish_report
+        from harness.report.wandb_report import comparison_panels, publish_report
 
         logger = identity["logger"]
         wandb_report = build_wandb_report(
@@ -64,9 +68,25 @@ def run(args: argparse.Namespace):
             group=identity["group"],
             title=f"{report.sweep.experiment}: alignment comparison",
             algorithms=sorted({group.algorithm for group in report.comparison.groups}),
+            **comparison_panels(report.comparison),
         )
         print(f"W&B report: {publish_report(wandb_report)}")
     return report
+
+
+def comparison_logger(logger: dict) -> dict:
+    """The sweep's own logger config, if it is one that can log the comparison (W&B), else a one-line error."""
+    from hydra.utils import get_class
+
+    name = logger.get("name") or logger.get("_target_") or "none recorded"
+    try:
+        can_log = bool(logger.get("_target_")) and hasattr(get_class(logger["_target_"]), "log_comparison")
+    except ImportError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise HarnessError(f"--wandb: the sweep's logger {logger['_target_']} cannot be imported: {reason}") from error
+    if not can_log:
+        raise HarnessError(f"--wandb: the sweep's logger ({name}) cannot log a comparison; the sweep must log to W&B")
+    return logger
 
 
 def _default_entity() -> str:

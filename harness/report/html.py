@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping
 
 from harness.report.plots import TITLES
-from harness.report.tables import COST, HEADLINE, Cell, Comparison, status_lines, table_rows
+from harness.report.tables import COST, Cell, Comparison, caption_notes, status_lines, table_rows
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -48,7 +48,7 @@ def _figure(name: str, png: bytes) -> str:
 def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
     sweep = comparison.sweep
     counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
-    header, rows = table_rows(comparison, HEADLINE)
+    header, rows = table_rows(comparison, comparison.headline, with_diff=True)
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     generation = sweep.config.get("generation", {})
     sampling = ", ".join(f"{key}={value}" for key, value in generation.items()) or "not recorded"
@@ -64,9 +64,8 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
         f"{counts['failed']} failed, {counts['missing']} missing · evaluation sampling: {html.escape(sampling)}</p>",
         "<h2>Comparison</h2>",
         _table("comparison", header, rows),
-        '<p class="meta">Mean over seeds [95% t-interval]; best mean highlighted. KL is to the reference policy '
-        "(SFT; the base model for base and sft), estimated on the policy's own samples."
-        + (f" Δ: paired by seed against {html.escape(comparison.baseline)}." if comparison.baseline else "")
+        '<p class="meta">Mean over seeds [95% t-interval]; best mean highlighted. '
+        + html.escape(" ".join(caption_notes(comparison)))
         + "</p>",
     ]
     if problems := status_lines(sweep.jobs):

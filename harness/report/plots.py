@@ -9,12 +9,10 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.report.aggregate import Group, training_history
-from harness.report.tables import Comparison
+from harness.report.tables import Comparison, Curve, declared_curves
 
-REWARD, KL, PROXY = "eval/gold/reward", "eval/kl/seq_kl", "eval/gold/proxy_reward"
-# A training curve per algorithm: the first of these its log has (proxy score for RL, margins for DPO, loss).
-CURVE_KEYS = ["objective/score", "reward", "rewards/margins", "loss"]
-GOLD_CURVE = "objective/gold_score"
+# The curve of an algorithm that declares none (`curves:` in its YAML): the loss, which every trainer logs.
+FALLBACK_CURVE = Curve("loss", "loss")
 
 
 def _pyplot():
@@ -46,9 +44,14 @@ def _error(summary) -> float:
 
 
 def frontier(comparison: Comparison) -> bytes | None:
-    """Gold reward against KL: every job faint, each group's mean with 95% intervals on both axes, and each
-    algorithm's frontier (its Pareto-best groups joined: more reward for no more KL)."""
-    groups = [g for g in comparison.groups if g.summary(REWARD) and g.summary(KL)]
+    """The quality metric against the divergence (reward against KL): every job faint, each group's mean with 95%
+    intervals on both axes, and each algorithm's frontier (its Pareto-best groups joined: more reward for no
+    more KL). Nothing without headline metrics of both roles."""
+    quality, divergence = comparison.role("quality"), comparison.role("divergence")
+    if quality is None or divergence is None:
+        return None
+    y_key, x_key = quality.key, divergence.key
+    groups = [g for g in comparison.groups if g.summary(y_key) and g.summary(x_key)]
     if not groups:
         return None
     plt = _pyplot()
@@ -58,9 +61,9 @@ def frontier(comparison: Comparison) -> bytes | None:
     for group in groups:
         colour = colours[group.algorithm]
         for job in group.complete:
-            if REWARD in job.metrics and KL in job.metrics:
-                axes.scatter(job.metrics[KL], job.metrics[REWARD], color=colour, alpha=0.3, s=14, linewidths=0)
-        reward, kl = group.summary(REWARD), group.summary(KL)
+            if y_key in job.metrics and x_key in job.metrics:
+                axes.scatter(job.metrics[x_key], job.metrics[y_key], color=colour, alpha=0.3, s=14, linewidths=0)
+        reward, kl = group.summary(y_key), group.summary(x_key)
         axes.errorbar(
             kl.mean, reward.mean, xerr=_error(kl), yerr=_error(reward), fmt="o", color=colour, capsize=3,
             label=None if group.algorithm in labelled else group.algorithm,
@@ -70,13 +73,13 @@ def frontier(comparison: Comparison) -> bytes | None:
             text = ",".join(group.params.values())
             axes.annotate(text, (kl.mean, reward.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for algorithm in dict.fromkeys(g.algorithm for g in groups):
-        points = sorted((g.summary(KL).mean, g.summary(REWARD).mean) for g in groups if g.algorithm == algorithm)
+        points = sorted((g.summary(x_key).mean, g.summary(y_key).mean) for g in groups if g.algorithm == algorithm)
         front = pareto(points)
         if len(front) > 1:
             axes.plot(*zip(*front, strict=True), color=colours[algorithm], linewidth=1.5)
-    axes.set_xlabel("KL to reference (nats)")
-    axes.set_ylabel("gold reward")
-    axes.set_title("Reward vs KL: mean over seeds, 95% intervals")
+    axes.set_xlabel(divergence.label)
+    axes.set_ylabel(quality.label)
+    axes.set_title(f"{quality.label} vs {divergence.label}: mean over seeds, 95% intervals")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="lower right")
     return _png(figure)
@@ -93,10 +96,8 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def metric_bars(comparison: Comparison) -> bytes | None:
-    """Bars of the quality metrics per group with 95% intervals as error bars."""
-    from harness.report.tables import HEADLINE
-
-    shown = [m for m in HEADLINE if m.key in comparison.metrics and m.key != PROXY]
+    """Bars of the headline metrics (but a proxy's) per group with 95% intervals as error bars."""
+    shown = [m for m in comparison.headline if m.key in comparison.metrics and m.role != "proxy"]
     if not shown:
         return None
     plt = _pyplot()
@@ -136,13 +137,19 @@ def _mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray
     return steps, stacked.mean(0), stacked.min(0), stacked.max(0)
 
 
+def group_curves(group: Group) -> list[Curve]:
+    """The curves the group's algorithm declared (in its jobs' result.json), then the fallback."""
+    return [*declared_curves([job.result for job in group.complete]), FALLBACK_CURVE]
+
+
 def training_curves(comparison: Comparison) -> bytes | None:
-    """One panel per group that trained: its main training signal over steps, mean and range over seeds."""
+    """One panel per group that trained: its main training signal over steps (the first declared curve its log
+    has), mean and range over seeds."""
     panels = []
     for group in comparison.groups:
-        for key in CURVE_KEYS:
-            if curves := _curves(group, key):
-                panels.append((group, key, curves))
+        for curve in group_curves(group):
+            if curves := _curves(group, curve.key):
+                panels.append((group, curve.label, curves))
                 break
     if not panels:
         return None
@@ -165,37 +172,47 @@ def training_curves(comparison: Comparison) -> bytes | None:
     return _png(figure)
 
 
-def gold_vs_proxy(comparison: Comparison) -> bytes | None:
-    """For RL on a learned reward: what the reward model believed against the gold reward. Left, over
-    training (where the run logged both); right, the final evaluation, one point per job."""
-    groups = [g for g in comparison.groups if g.summary(PROXY) is not None]
+def _role_curve(group: Group, role: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    curve = next((c for c in group_curves(group) if c.role == role), None)
+    return _curves(group, curve.key) if curve is not None else []
+
+
+def proxy_vs_quality(comparison: Comparison) -> bytes | None:
+    """For RL on a learned reward: what the reward model believed (the `proxy` headline metric) against the
+    quality metric. Left, over training (where the algorithm declared curves of both roles); right, the final
+    evaluation, one point per job."""
+    proxy, quality = comparison.role("proxy"), comparison.role("quality")
+    if proxy is None or quality is None:
+        return None
+    proxy_key, quality_key = proxy.key, quality.key
+    groups = [g for g in comparison.groups if g.summary(proxy_key) is not None]
     if not groups:
         return None
     plt = _pyplot()
     colours = _colours(comparison.groups)
-    traced = [(g, _curves(g, "objective/score"), _curves(g, GOLD_CURVE)) for g in groups]
-    traced = [(g, proxy, gold) for g, proxy, gold in traced if proxy and gold]
+    traced = [(g, _role_curve(g, "proxy"), _role_curve(g, "quality")) for g in groups]
+    traced = [(g, p, q) for g, p, q in traced if p and q]
     figure, axes = plt.subplots(1, 2 if traced else 1, figsize=(11 if traced else 5.5, 4), squeeze=False)
     if traced:
         axis = axes[0][0]
-        for group, proxy, gold in traced:
+        for group, proxy_curve, quality_curve in traced:
             colour = colours[group.algorithm]
-            steps, mean, _, _ = _mean_curve(proxy)
-            axis.plot(steps, mean, color=colour, linestyle="--", label=f"{group.label} proxy")
-            steps, mean, _, _ = _mean_curve(gold)
-            axis.plot(steps, mean, color=colour, label=f"{group.label} gold")
+            steps, mean, _, _ = _mean_curve(proxy_curve)
+            axis.plot(steps, mean, color=colour, linestyle="--", label=f"{group.label} {proxy.label}")
+            steps, mean, _, _ = _mean_curve(quality_curve)
+            axis.plot(steps, mean, color=colour, label=f"{group.label} {quality.label}")
         axis.set_xlabel("update")
-        axis.set_title("Training: proxy score (dashed) and gold reward", fontsize=10)
+        axis.set_title(f"Training: {proxy.label} (dashed) and {quality.label}", fontsize=10)
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)
     axis = axes[0][-1]
     for group in groups:
-        xs = [job.metrics[PROXY] for job in group.complete if PROXY in job.metrics and REWARD in job.metrics]
-        ys = [job.metrics[REWARD] for job in group.complete if PROXY in job.metrics and REWARD in job.metrics]
+        both = [job.metrics for job in group.complete if proxy_key in job.metrics and quality_key in job.metrics]
+        xs, ys = [m[proxy_key] for m in both], [m[quality_key] for m in both]
         axis.scatter(xs, ys, color=colours[group.algorithm], label=group.label)
-    axis.set_xlabel("proxy reward (reward model)")
-    axis.set_ylabel("gold reward")
-    axis.set_title("Evaluation: proxy vs gold, one point per job", fontsize=10)
+    axis.set_xlabel(proxy.label)
+    axis.set_ylabel(quality.label)
+    axis.set_title(f"Evaluation: {proxy.label} vs {quality.label}, one point per job", fontsize=10)
     axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -245,14 +262,14 @@ def _mean_wall(group: Group, stage: str) -> float:
 FIGURES: dict[str, Callable[[Comparison], bytes | None]] = {
     "frontier": frontier,
     "metrics": metric_bars,
-    "gold_vs_proxy": gold_vs_proxy,
+    "proxy_vs_quality": proxy_vs_quality,
     "training_curves": training_curves,
     "cost": cost_bars,
 }
 TITLES = {
-    "frontier": "Reward vs KL frontier",
+    "frontier": "Reward vs KL frontier (quality vs divergence)",
     "metrics": "Quality metrics with 95% intervals",
-    "gold_vs_proxy": "Gold vs proxy reward (RL on a learned reward)",
+    "proxy_vs_quality": "Proxy reward vs the quality metric (RL on a learned reward)",
     "training_curves": "Training curves",
     "cost": "Cost by stage",
 }

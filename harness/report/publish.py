@@ -13,7 +13,7 @@ log = logging.getLogger("harness")
 
 
 def sweep_identity(report: Report) -> dict[str, Any]:
-    """The W&B group and logger settings the sweep's jobs used (read from their result.json)."""
+    """The W&B group and logger config (`_target_` included) the sweep's jobs used, read from their result.json."""
     with_result = [job.result for job in report.sweep.jobs if job.result]
     group = next((result.get("group") for result in with_result if result.get("group")), report.sweep.experiment)
     logger = next((result.get("config", {}).get("logger") for result in with_result), None) or {}
@@ -48,7 +48,7 @@ def log_comparison(report: Report, logger_config: Any) -> None:
     summary = {
         f"{group.label}/{key}": s.mean
         for group in report.comparison.groups
-        for key in ("eval/gold/reward", "eval/kl/seq_kl")
+        for key in (metric.key for metric in report.comparison.headline)
         if (s := group.summary(key)) is not None
     }
     logger.log_comparison(

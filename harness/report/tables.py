@@ -17,18 +17,47 @@ class Metric:
     label: str
     better: str | None = None  # "higher" | "lower" | None (no best value marked)
     digits: int = 3
+    role: str | None = None  # quality | divergence | proxy (harness.declarations.ROLES)
+    note: str | None = None  # a sentence for the table's caption
 
 
-# The headline columns, in reading order. KL is unmarked: its reference differs (SFT for aligned policies,
-# the base model for sft and base), and less KL is a cost, not a quality.
-HEADLINE = [
-    Metric("eval/gold/reward", "gold reward", "higher"),
-    Metric("eval/win_rate/rate", "win rate", "higher"),
-    Metric("eval/gold/grammatical", "grammatical", "higher"),
-    Metric("eval/kl/seq_kl", "KL (nats)", None, 2),
-    Metric("eval/gold/proxy_reward", "proxy reward", None),
-    Metric("eval/diversity/distinct_2", "distinct-2", "higher"),
-]
+@dataclass(frozen=True)
+class Curve:
+    key: str  # a key of the training log
+    label: str
+    role: str | None = None
+
+
+def declared_headline(results: list[dict[str, Any]]) -> list[Metric]:
+    """The headline columns the jobs' suites declared (result.json `headline`): their union, first declaration
+    of a key wins, ordered by `order` where given (the rest after, in the order first seen)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for entry in result.get("headline") or []:
+            entries.setdefault(entry["key"], entry)
+    ordered = sorted(entries.values(), key=lambda e: math.inf if e.get("order") is None else e["order"])
+    fields = ("better", "digits", "role", "note")
+    return [
+        Metric(e["key"], e.get("label") or e["key"], **{f: e[f] for f in fields if e.get(f) is not None})
+        for e in ordered
+    ]
+
+
+def declared_curves(results: list[dict[str, Any]]) -> list[Curve]:
+    """The training curves the jobs' algorithms declared (result.json `curves`), their union in order."""
+    curves: dict[str, Curve] = {}
+    for result in results:
+        for entry in result.get("curves") or []:
+            curves.setdefault(entry["key"], Curve(entry["key"], entry.get("label") or entry["key"], entry.get("role")))
+    return list(curves.values())
+
+
+def undeclared_headline(groups: list[Group]) -> list[Metric]:
+    """Without any declaration (results written before suites declared theirs): every eval/* metric, unmarked."""
+    keys = {key for group in groups for job in group.complete for key in job.metrics if key.startswith("eval/")}
+    return [Metric(key, key.removeprefix("eval/")) for key in sorted(keys)]
+
+
 COST = [
     Metric("cost/train_s", "train s", None, 0),  # no best marked: zero for what does not train (base, best-of-n)
     Metric("cost/eval_s", "eval s", None, 1),
@@ -37,12 +66,11 @@ COST = [
     Metric("cost/tokens_generated", "tokens generated", None, 0),
     Metric("cost/peak_memory_mb", "peak MB", None, 0),
 ]
-DIFF_METRIC = "eval/gold/reward"
 
 
 def cost_metrics(job: Job) -> dict[str, float]:
     """Flat cost numbers of one job. `train_s` is the algorithm's own stage (0 when it trains nothing, as
-    best-of-n); `pipeline_s` adds every stage it stands on (data, base model, SFT, reward model) as built."""
+    best-of-n); `pipeline_s` adds every stage it stands on (data, base model, starting point, reward model) as built."""
     cost = job.result.get("cost", {})
     wall = cost.get("wall_s", {})
     own = job.result.get("algorithm", "")
@@ -51,7 +79,8 @@ def cost_metrics(job: Job) -> dict[str, float]:
         "cost/train_s": float(wall.get(own, 0.0)) if own in stages else 0.0,
         "cost/eval_s": float(wall.get("eval", math.nan)),
         "cost/pipeline_s": float(sum(seconds for name, seconds in wall.items() if name in stages)),
-        "cost/tokens_trained": float(cost.get("tokens_trained", {}).get(own, 0)),
+        # a stage whose trainer counts no tokens (TRL's ORPO, CPO) has none on record: unknown, not zero
+        "cost/tokens_trained": float(cost.get("tokens_trained", {}).get(own, math.nan if own in stages else 0)),
         "cost/tokens_generated": float(cost.get("tokens_generated", math.nan)),
         "cost/peak_memory_mb": float(cost.get("peak_memory_mb", math.nan)),
     }
@@ -65,13 +94,13 @@ def _with_cost(group: Group) -> None:
         job.result.setdefault("metrics", {}).update(cost_metrics(job))
 
 
-def metric_keys(groups: list[Group]) -> list[str]:
+def metric_keys(groups: list[Group], headline: list[Metric]) -> list[str]:
     """Every numeric metric any complete job reports: the headline ones first, then eval/*, train/*, cost/*."""
     present: set[str] = set()
     for group in groups:
         for job in group.complete:
             present.update(key for key, value in job.metrics.items() if isinstance(value, int | float))
-    first = [m.key for m in HEADLINE + COST if m.key in present]
+    first = [m.key for m in headline + COST if m.key in present]
     rest = sorted(present - set(first), key=lambda k: (not k.startswith("eval/"), not k.startswith("cost/"), k))
     return first + rest
 
@@ -82,10 +111,23 @@ class Comparison:
     groups: list[Group]
     baseline: str | None  # label of the baseline group (None when it is not in the sweep)
     metrics: list[str]
+    headline: list[Metric]  # the leading columns, as the suites declared them
+    curves: list[Curve]  # the training curves the algorithms declared
+    asked_baseline: str | None = None  # the baseline asked for (recorded with the sweep, or --baseline)
 
-    def diff(self, group: Group, metric: str = DIFF_METRIC) -> Any:
+    def role(self, role: str) -> Metric | None:
+        """The first headline metric with this role that some job reports (quality, divergence, proxy)."""
+        return next((m for m in self.headline if m.role == role and m.key in self.metrics), None)
+
+    @property
+    def quality(self) -> Metric | None:
+        return self.role("quality")
+
+    def diff(self, group: Group, metric: str | None = None) -> Any:
+        """`group` minus the baseline, paired by seed, on `metric` (default: the quality metric)."""
         base = self.baseline_group
-        if base is None or group is base:
+        metric = metric or (self.quality.key if self.quality else None)
+        if base is None or group is base or metric is None:
             return None
         return paired(group.values(metric), base.values(metric))
 
@@ -104,12 +146,20 @@ class Comparison:
         return pick(means, key=means.__getitem__)
 
 
-def compare(sweep: Sweep, baseline: str = "sft") -> Comparison:
+def compare(sweep: Sweep, baseline: str | None = None) -> Comparison:
+    """The comparison of a sweep's groups against `baseline` (default: the baseline recorded with the sweep;
+    none when neither names one, or it is not a group of the sweep: then no paired differences)."""
     groups = sweep.groups
     for group in groups:
         _with_cost(group)
+    asked = sweep.baseline if baseline is None else baseline
     labels = {group.label for group in groups}
-    return Comparison(sweep, groups, baseline if baseline in labels else None, metric_keys(groups))
+    results = [job.result for job in sweep.jobs if job.result]
+    headline = declared_headline(results) or undeclared_headline(groups)
+    present = metric_keys(groups, headline)
+    return Comparison(
+        sweep, groups, asked if asked in labels else None, present, headline, declared_curves(results), asked or None
+    )
 
 
 # -- CSV --------------------------------------------------------------------------------------------------
@@ -117,7 +167,7 @@ def to_csv(comparison: Comparison) -> str:
     """One row per group; per metric: mean, std, ci_low, ci_high, n; the paired difference to the baseline
     for the headline metrics. Numbers in full precision, so a rebuild from the same folders is identical."""
     param_keys = sorted({key for group in comparison.groups for key in group.params})
-    diff_keys = [m.key for m in HEADLINE if m.key in comparison.metrics]
+    diff_keys = [m.key for m in comparison.headline if m.key in comparison.metrics]
     header = ["group", "algorithm", *param_keys, "seeds", "complete", "failed", "missing"]
     for key in comparison.metrics:
         header += [f"{key}/{part}" for part in ("mean", "std", "ci_low", "ci_high", "n")]
@@ -175,22 +225,25 @@ class Cell:
 
 
 def table_rows(
-    comparison: Comparison, metrics: list[Metric], intervals: bool = True
+    comparison: Comparison, metrics: list[Metric], intervals: bool = True, with_diff: bool = False
 ) -> tuple[list[str], list[list[Cell]]]:
-    """Header and formatted rows (mean [95% CI], the best mean marked) for the given metrics."""
+    """Header and formatted rows (mean [95% CI], the best mean marked) for the given metrics; `with_diff`: the
+    paired difference to the baseline on the quality metric after its column."""
     shown = [m for m in metrics if m.key in comparison.metrics]
     best = {m.key: comparison.best(m) for m in shown}
     header = ["algorithm", "seeds", *(m.label for m in shown)]
-    with_diff = comparison.baseline is not None and DIFF_METRIC in comparison.metrics and metrics is HEADLINE
+    quality = comparison.quality
+    with_diff = with_diff and comparison.baseline is not None and quality in shown
     if with_diff:
-        header.insert(3, f"Δ gold vs {comparison.baseline}")
+        position = shown.index(quality) + 1
+        header.insert(2 + position, f"Δ {quality.label} vs {comparison.baseline}")
     rows = []
     for group in comparison.groups:
         n_done = len(group.complete)
         seeds = f"{n_done}/{len(group.jobs)}" if n_done != len(group.jobs) else str(n_done)
         cells = [Cell(_cell(group.summary(m.key), m.digits, intervals), best[m.key] == group.label) for m in shown]
         if with_diff:
-            cells.insert(1, Cell(_diff_cell(comparison.diff(group))))
+            cells.insert(position, Cell(_diff_cell(comparison.diff(group))))
         rows.append([Cell(group.label), Cell(seeds), *cells])
     return header, rows
 
@@ -203,7 +256,7 @@ def markdown_table(header: list[str], rows: list[list[Cell]]) -> str:
 
 def to_markdown(comparison: Comparison) -> str:
     sweep = comparison.sweep
-    header, rows = table_rows(comparison, HEADLINE)
+    header, rows = table_rows(comparison, comparison.headline, with_diff=True)
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     parts = [
         f"## {sweep.experiment}: side-by-side comparison",
@@ -222,13 +275,24 @@ def to_markdown(comparison: Comparison) -> str:
 
 
 def _caption(comparison: Comparison) -> str:
-    text = (
-        "Mean over seeds [95% t-interval]; best mean in bold. KL is to the reference policy "
-        "(SFT; the base model for base and sft), estimated on the policy's own samples."
-    )
-    if comparison.baseline:
-        text += f" Δ: paired by seed against {comparison.baseline}, with its 95% t-interval."
-    return text
+    return " ".join(["Mean over seeds [95% t-interval]; best mean in bold.", *caption_notes(comparison)])
+
+
+def caption_notes(comparison: Comparison) -> list[str]:
+    """What the table's caption says beyond mean and interval: the suites' notes, and the paired differences
+    (or why there are none)."""
+    shown = [m for m in comparison.headline if m.key in comparison.metrics]
+    notes = [m.note for m in shown if m.note]
+    quality = comparison.quality
+    if comparison.baseline and quality is not None:
+        notes.append(f"Δ: {quality.label} paired by seed against {comparison.baseline}, with its 95% t-interval.")
+    elif comparison.asked_baseline and not comparison.baseline:
+        notes.append(f"No paired differences: the baseline {comparison.asked_baseline} is not a group of this sweep.")
+    elif not comparison.asked_baseline:
+        notes.append("No paired differences: no baseline was recorded with the sweep (harness-report --baseline).")
+    else:
+        notes.append("No paired differences: no suite declares a quality metric (headline role: quality).")
+    return notes
 
 
 def status_lines(jobs: list[Job]) -> list[str]:

@@ -9,6 +9,7 @@ standard-deviation error bar, and training curves show the mean with a standard-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,12 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from wandb_workspaces.reports.v2 import Report
 
+    from harness.report.tables import Comparison
+
 MISSING_PACKAGE = "harness-report --wandb-report needs the wandb-workspaces package: pip install wandb-workspaces"
 
-DEFAULT_BAR_METRICS = ["eval/gold/reward", "eval/gold/grammatical", "eval/kl/seq_kl", "eval/diversity/distinct_2"]
-DEFAULT_CURVE_METRICS = ["train/objective/score", "train/objective/kl", "train/loss", "train/rewards/margins"]
 STEP_KEY = "train/step"  # training history is logged against this key, not W&B's own `_step`
+TRAIN_PREFIX = "train/"  # a training-log key `k` is the W&B history key `train/k`
 
 # W&B's name for the run attribute that holds `job_type` (the algorithm); as a run attribute it needs no config prefix.
 GROUP_BY = "JobType"
@@ -74,6 +76,22 @@ def _place(rows: list[list[Any]], wr: ModuleType) -> list[Any]:
     return placed
 
 
+def comparison_panels(comparison: Comparison) -> dict[str, Any]:
+    """What the W&B report plots, from what the sweep's suites and algorithms declared (as report.html does):
+    the quality metric against the divergence, a bar per headline metric but a proxy's, the declared training
+    curves and the loss."""
+    from harness.report.plots import FALLBACK_CURVE
+
+    quality, divergence = comparison.role("quality"), comparison.role("divergence")
+    curves = [*(curve.key for curve in comparison.curves), FALLBACK_CURVE.key]
+    return {
+        "reward_key": quality.key if quality else None,
+        "kl_key": divergence.key if divergence else None,
+        "bar_metrics": [m.key for m in comparison.headline if m.key in comparison.metrics and m.role != "proxy"],
+        "curve_metrics": [TRAIN_PREFIX + key for key in dict.fromkeys(curves)],
+    }
+
+
 def build_report(
     *,
     entity: str,
@@ -81,22 +99,21 @@ def build_report(
     group: str,
     title: str,
     algorithms: list[str],
-    reward_key: str = "eval/gold/reward",
-    kl_key: str = "eval/kl/seq_kl",
-    bar_metrics: list[str] | None = None,
-    curve_metrics: list[str] | None = None,
+    reward_key: str | None = None,
+    kl_key: str | None = None,
+    bar_metrics: Sequence[str] = (),
+    curve_metrics: Sequence[str] = (),
 ) -> Report:
     """A Report (not saved) comparing the algorithms of W&B group `group` in `entity/project`.
 
     It holds a heading, a short intro, and one panel grid over the group's runs grouped by job type (algorithm):
-    a scatter of `reward_key` against `kl_key`, one bar plot per bar metric (mean ± std over seeds), and one line
-    plot per curve metric against `train/step` (mean with a std band).
+    a scatter of `reward_key` against `kl_key` (when both are given), one bar plot per bar metric (mean ± std
+    over seeds), and one line plot per curve metric against `train/step` (mean with a std band).
+    `comparison_panels` gives these from a sweep's comparison.
     """
     wr = _reports()
     if len(title) > MAX_TITLE:
         raise HarnessError(f"W&B report: title is {len(title)} characters; W&B allows at most {MAX_TITLE}")
-    bar_metrics = list(DEFAULT_BAR_METRICS if bar_metrics is None else bar_metrics)
-    curve_metrics = list(DEFAULT_CURVE_METRICS if curve_metrics is None else curve_metrics)
 
     runset = wr.Runset(
         entity=entity,
@@ -106,7 +123,8 @@ def build_report(
         groupby=[GROUP_BY],
     )
     # Summary values are per run: the scatter shows each run (seed) so the spread within an algorithm stays visible.
-    scatter = wr.ScatterPlot(title=f"{reward_key} vs {kl_key}", x=kl_key, y=reward_key)
+    with_scatter = reward_key is not None and kl_key is not None
+    scatters = [wr.ScatterPlot(title=f"{reward_key} vs {kl_key}", x=kl_key, y=reward_key)] if with_scatter else []
     # The panel-level grouping is what makes W&B aggregate within the chart and draw the error bars.
     bars = [
         wr.BarPlot(
@@ -133,9 +151,10 @@ def build_report(
     ]
 
     names = ", ".join(f"`{name}`" for name in algorithms) or "(none listed)"
+    scatter_text = f"The scatter shows each run's `{reward_key}` against `{kl_key}`. " if with_scatter else ""
     intro = (
         f"Runs of W&B group `{group}` in `{entity}/{project}`, grouped by job type (the algorithm): {names}.\n\n"
-        f"The scatter shows each run's `{reward_key}` against `{kl_key}`. Bars show the mean over seeds with "
+        f"{scatter_text}Bars show the mean over seeds with "
         f"a ±1 standard deviation error bar; training curves show the mean over seeds against `{STEP_KEY}` "
         "with a ±1 standard deviation band."
     )
@@ -147,7 +166,7 @@ def build_report(
         blocks=[
             wr.H1(text=f"Sweep {group}"),
             wr.MarkdownBlock(text=intro),
-            wr.PanelGrid(runsets=[runset], panels=_place([[scatter, *bars], curves], wr)),
+            wr.PanelGrid(runsets=[runset], panels=_place([[*scatters, *bars], curves], wr)),
         ],
     )
 

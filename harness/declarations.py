@@ -1,0 +1,93 @@
+"""What a plugin's YAML says about its metrics, as opposed to what its constructor takes.
+
+An eval suite declares its headline metrics (`headline:`, the columns the comparison leads with) and an
+algorithm the training curves worth plotting (`curves:`). The core takes these keys out of the config before it
+builds the plugin, records them in `result.json`, and the report reads them from there: the core itself names
+no suite, metric or algorithm.
+
+    headline:                 # in an eval suite's YAML; metrics are filed under eval/<suite>/
+      - {metric: score, label: my score, better: higher, role: quality}
+    curves:                   # in an algorithm's YAML; keys of its training log
+      - {key: objective/score, label: reward-model score, role: proxy}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from harness.errors import HarnessError
+
+DECLARATION_KEYS = ("headline", "curves")
+BETTER = ("higher", "lower", None)  # None: no best value is marked (e.g. a KL, where less is a cost, not a quality)
+# quality: the metric paired differences are taken on and the frontier's y axis; divergence: the frontier's x axis
+# (the KL to the reference); proxy: what an RL algorithm optimised, set against the quality metric
+ROLES = ("quality", "divergence", "proxy", None)
+
+
+def split_declarations(node: Any) -> tuple[Any, dict[str, Any]]:
+    """A plain, resolved copy of a plugin config without declaration keys (taken out of nested plugin configs
+    too, such as an algorithm's `init`), and the node's own declarations (`{"headline": [...], ...}`)."""
+    if isinstance(node, DictConfig | ListConfig):
+        node = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    if not isinstance(node, Mapping):
+        return node, {}
+    declared = {key: node[key] for key in DECLARATION_KEYS if key in node}
+    return _strip(node), declared
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        is_plugin = "_target_" in value
+        return {k: _strip(v) for k, v in value.items() if not (is_plugin and k in DECLARATION_KEYS)}
+    if isinstance(value, list):
+        return [_strip(item) for item in value]
+    return value
+
+
+def headline_entries(suite: str, declared: Any) -> list[dict[str, Any]]:
+    """A suite's `headline:` list as result.json records it: full metric keys, every field filled in."""
+    entries = []
+    for index, item in enumerate(declared or []):
+        where = f"eval.{suite}.headline[{index}]"
+        if not isinstance(item, Mapping) or not item.get("metric"):
+            expected = "{metric: NAME, label: TEXT, better: higher|lower|null}"
+            raise HarnessError(f"{where}: expected {expected}, got {item!r}")
+        entry = {
+            "key": f"eval/{suite}/{item['metric']}",
+            "label": str(item.get("label") or item["metric"]),
+            "better": item.get("better"),
+            "digits": int(item.get("digits", 3)),
+            "role": item.get("role"),
+            "order": item.get("order"),
+            "note": item.get("note"),
+        }
+        _check(where, entry)
+        entries.append(entry)
+    return entries
+
+
+def curve_entries(algorithm: str, declared: Any) -> list[dict[str, Any]]:
+    """An algorithm's `curves:` list as result.json records it: training-log keys with a label and a role."""
+    entries = []
+    for index, item in enumerate(declared or []):
+        where = f"algorithm {algorithm}: curves[{index}]"
+        if isinstance(item, str):
+            item = {"key": item}
+        if not isinstance(item, Mapping) or not item.get("key"):
+            expected = "a training-log key or {key: KEY, label: TEXT, role: ROLE}"
+            raise HarnessError(f"{where}: expected {expected}, got {item!r}")
+        entry = {"key": str(item["key"]), "label": str(item.get("label") or item["key"]), "role": item.get("role")}
+        _check(where, entry)
+        entries.append(entry)
+    return entries
+
+
+def _check(where: str, entry: Mapping[str, Any]) -> None:
+    if entry.get("better") not in BETTER:
+        raise HarnessError(f"{where}: better={entry['better']!r}; expected higher, lower or null")
+    if entry.get("role") not in ROLES:
+        roles = ", ".join(map(str, ROLES[:-1]))
+        raise HarnessError(f"{where}: role={entry['role']!r}; expected one of {roles} or null")
