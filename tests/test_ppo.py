@@ -4,11 +4,13 @@ starts from the very SFT stage `algorithm=sft` trains. Plus the config checks, w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import results_by_algorithm, run_harness
 
 from harness.errors import HarnessError
@@ -128,17 +130,26 @@ def test_yaml_defaults_are_the_dataclass_defaults(compose) -> None:
     assert load_config(trainer) == PPOConfig()
 
 
+def test_reinforce_pp_is_ppo_without_a_critic(compose) -> None:
+    """conf/algorithm/reinforce_pp.yaml: PPO's settings but the advantage estimator (and what it tunes)."""
+    algorithm = compose(["algorithm=reinforce_pp"]).algorithm
+    assert algorithm._target_ == "plugins.algorithms.ppo.PPO" and algorithm.name == "reinforce_pp"
+    ppo = load_config(dict(compose(["algorithm=ppo"]).algorithm.trainer))
+    assert load_config(dict(algorithm.trainer)) == dataclasses.replace(ppo, advantage_estimator="reinforce++")
+
+
 def test_hydra_builds_the_sft_algorithm_ppo_starts_from(compose) -> None:
     from harness.app import apply_smoke
     from harness.runner import build_plugin
-    from plugins.algorithms.sft import SFT
+    from plugins.algorithms.trl_method import TRLMethod
 
     cfg = compose(["algorithm=ppo"])
-    # the same SFT settings as `algorithm=sft`, hence the same cached stage
-    assert cfg.algorithm.init == compose(["algorithm=sft"]).algorithm
+    # the run's one SFT node, as `algorithm=sft` evaluates it: hence the same cached stage
+    assert cfg.algorithm.init == compose(["algorithm=sft"]).algorithm.init == cfg.sft
     apply_smoke(cfg)  # as the CLI does: drops the `smoke:` blocks
     ppo = build_plugin(cfg.algorithm)
-    assert isinstance(ppo, PPO) and isinstance(ppo.init, SFT) and ppo.name == "ppo"
+    assert isinstance(ppo, PPO) and isinstance(ppo.init, TRLMethod) and ppo.name == "ppo"
+    assert ppo.init.name == "sft"
 
 
 @pytest.mark.parametrize(
@@ -154,6 +165,11 @@ def test_hydra_builds_the_sft_algorithm_ppo_starts_from(compose) -> None:
         ({"num_minibatches": 3}, "algorithm.trainer.num_minibatches=3: must divide batch_size=64"),
         ({"ppo_epochs": 0}, "algorithm.trainer.ppo_epochs=0: expected a positive integer"),
         ({"total_episodes": 10}, "algorithm.trainer.total_episodes=10: less than one batch"),
+        ({"advantage_estimator": "vtrace"}, "algorithm.trainer.advantage_estimator='vtrace': expected one of gae, "),
+        (
+            {"advantage_estimator": "reinforce++", "gamma": 0.99},
+            "algorithm.trainer.gamma=0.99: REINFORCE++ sums undiscounted rewards to go",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_the_key(fields: dict, message: str) -> None:
@@ -173,3 +189,87 @@ def test_valid_settings_are_converted() -> None:
     config = load_config({"learning_rate": 1, "missing_eos_penalty": None, "kl_estimator": "k3"})
     assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
     assert config.missing_eos_penalty is None and config.kl_estimator == "k3"
+
+
+# --- REINFORCE++ (Hu 2025): the same loop without a critic --------------------------------------------------
+
+# debug=smoke stages (seconds), with a policy step large enough to move the smoke-sized model in 48 updates
+REINFORCE_PP = [
+    "algorithm.trainer.total_episodes=1536",
+    "algorithm.trainer.learning_rate=1e-3",
+    "algorithm.trainer.ppo_epochs=4",
+]
+CRITIC_LOGGED = {"losses/v_loss", "val/explained_variance", "val/clipfrac"}
+
+
+@pytest.fixture(scope="module")
+def reinforce_pp_sweep(tmp_path_factory) -> dict[str, dict]:
+    """SFT and REINFORCE++ on the gold reward, smoke-sized (~30 s): two jobs, the second reuses the first's SFT."""
+    root = tmp_path_factory.mktemp("reinforce_pp")
+    common = ("debug=smoke", "reward=gold", "eval=[gold]", "cpu_threads=1", f"results_dir={root}")
+    for job in (["algorithm=sft"], ["algorithm=reinforce_pp", *REINFORCE_PP]):
+        result = run_harness(*job, *common)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return results_by_algorithm(root / "runs")
+
+
+@pytest.mark.slow
+def test_reinforce_pp_learns_without_a_critic(reinforce_pp_sweep) -> None:
+    rpp, sft = reinforce_pp_sweep["reinforce_pp"], reinforce_pp_sweep["sft"]
+    assert rpp["status"] == "complete" and rpp["stages"]["sft"]["key"] == sft["stages"]["sft"]["key"]
+    stage = Path(rpp["stages"]["reinforce_pp"]["path"])
+    history = [json.loads(line) for line in (stage / "log_history.jsonl").read_text().splitlines()]
+    assert len(history) == 1536 // 32  # smoke batches of 32
+    # the policy's metrics are logged, the critic's are not: there is none
+    assert all(set(row) >= LOGGED - CRITIC_LOGGED and not set(row) & CRITIC_LOGGED for row in history)
+    first = sum(row["objective/score"] for row in history[:8]) / 8
+    last = sum(row["objective/score"] for row in history[-8:]) / 8
+    assert last > first + 0.05
+    assert rpp["metrics"]["eval/gold/reward"] > sft["metrics"]["eval/gold/reward"] + 0.1
+    assert rpp["metrics"]["train/params_changed"] == 1.0
+
+
+@pytest.mark.slow
+def test_reinforce_pp_checkpoints_hold_no_value_model_and_resume_exactly(reinforce_pp_sweep, tmp_path) -> None:
+    """train_ppo itself on the sweep's SFT stage: 2 updates, a checkpoint after the first. It holds the policy
+    alone, and the optimizer steps exactly the policy's parameters; a second call resumes from it (no value
+    model to restore) and ends on the very weights of the uninterrupted run."""
+    from datasets import load_from_disk
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from harness.protocols import Reward
+    from harness.training import MetricsRecorder
+    from plugins.algorithms.ppo import train_ppo
+
+    stages = reinforce_pp_sweep["reinforce_pp"]["stages"]
+    sft_path = Path(stages["sft"]["path"])
+    prompts = list(load_from_disk(stages["data"]["path"])["prompts"]["prompt"])
+    words = Reward("words", lambda _, completions: [min(len(c.split()), 8) / 8 for c in completions], is_gold=True)
+    config = load_config({"advantage_estimator": "reinforce++", "total_episodes": 32, "batch_size": 16,
+                          "save_every": 1})  # fmt: skip
+
+    class Silent:
+        def log(self, *_: object, **__: object) -> None: ...
+
+    def train(out_dir: Path) -> dict:
+        recorder = MetricsRecorder(Silent(), "train", out_dir / "log_history.jsonl")
+        return train_ppo(config, sft_path=sft_path, reward=words, prompts=prompts, out_dir=out_dir,
+                         recorder=recorder, device="cpu", seed=0)  # fmt: skip
+
+    out_dir = tmp_path / "rpp"
+    train(out_dir)
+    uninterrupted = load_file(out_dir / "model.safetensors")
+    state_dir = out_dir / "checkpoints" / "ppo-rank0"
+    assert sorted(p.name for p in state_dir.iterdir()) == ["policy.safetensors", "state.pt"]
+    state = torch.load(state_dir / "state.pt", weights_only=True)
+    policy = AutoModelForCausalLM.from_pretrained(sft_path)
+    assert state["update"] == 1
+    assert len(state["optimizer"]["param_groups"][0]["params"]) == len(list(policy.parameters()))
+    assert len(state["optimizer"]["state"]) == len(list(policy.parameters()))
+
+    metrics = train(out_dir)  # finds the checkpoint of update 1: redoes update 2 only
+    assert metrics["resumed_from_step"] == 1
+    resumed = load_file(out_dir / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)

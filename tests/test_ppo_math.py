@@ -13,6 +13,7 @@ from plugins.algorithms.ppo import (
     entropy_from_logits,
     explained_variance,
     gae,
+    global_masked_whiten,
     kl_estimate,
     logprobs_from_logits,
     masked_mean,
@@ -20,6 +21,7 @@ from plugins.algorithms.ppo import (
     masked_whiten,
     per_token_rewards,
     policy_loss,
+    reinforce_returns,
     response_logits,
     sample_responses,
     score_positions,
@@ -167,6 +169,53 @@ def test_gae_with_discount_and_lambda_one_is_the_discounted_return_minus_the_val
     advantages, returns = gae(rewards, values, mask, gamma=0.9, gae_lambda=1.0)
     close(advantages, [[0.31, 0.4, 0.5], [-0.2, 0.0, 0.0]])
     close(returns, [[0.81, 0.9, 1.0], [0.3, 0.0, 0.0]])
+
+
+# --- REINFORCE++ (Hu 2025): rewards to go, whitened over the global batch ----------------------------------
+
+
+def test_reinforce_returns_are_the_score_minus_the_kl_penalty_still_to_come() -> None:
+    """kl_coef .5, KL [.2, .4, .6 | pad], score 1: rewards [-.1, -.2, .7 | 0] (the score on the last real token).
+    Rewards to go, gamma 1: t=2 .7; t=1 -.2 + .7 = .5; t=0 -.1 + .5 = .4, i.e. G_t = 1 - .5 sum_{i>=t} KL_i:
+    1 - .5 * 1.2 = .4, 1 - .5 * 1.0 = .5, 1 - .5 * .6 = .7. Row 2, one token with KL 1 and score .25: -.25.
+    Padding is 0, and a reward on padding (7 below) never flows back into a real token."""
+    kl = torch.tensor([[0.2, 0.4, 0.6, 9.0], [1.0, 9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    rewards, _ = per_token_rewards(torch.tensor([1.0, 0.25]), kl, mask, kl_coef=0.5)
+    close(reinforce_returns(rewards, mask), [[0.4, 0.5, 0.7, 0.0], [-0.25, 0.0, 0.0, 0.0]])
+    rewards[:, 3] = 7.0
+    close(reinforce_returns(rewards, mask), [[0.4, 0.5, 0.7, 0.0], [-0.25, 0.0, 0.0, 0.0]])
+
+
+def test_reinforce_returns_without_kl_give_every_token_the_sequence_score() -> None:
+    """kl_coef 0: plain REINFORCE, each real token's return is its response's score (.3 and -1)."""
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    rewards, _ = per_token_rewards(torch.tensor([0.3, -1.0]), torch.ones(2, 3), mask, kl_coef=0.0)
+    close(reinforce_returns(rewards, mask), [[0.3, 0.3, 0.3], [-1.0, -1.0, 0.0]])
+
+
+def test_global_whitening_uses_every_process_tokens() -> None:
+    """Returns [2, 4 | pad] on process A and [6 | pad] on process B. The global batch is [2, 4, 6]: mean 4,
+    variance (4 + 0 + 4) / (3 - 1) = 4 (Bessel), std 2, so A gets [-1, 0] and B [1] (zero on padding).
+    `all_sum` adds the other process's [sum x, sum x^2, count]: B's is [6, 36, 1], A's [6, 4 + 16, 2].
+    Whitening A alone would give [-0.71, 0.71]: the mean and std must be the global batch's (Hu 2025)."""
+    mask = torch.tensor([[1, 1, 0]], dtype=torch.bool)
+    shard_a = torch.tensor([[2.0, 4.0, 100.0]])
+    shard_b = torch.tensor([[6.0, 100.0, 100.0]])
+    mask_b = torch.tensor([[1, 0, 0]], dtype=torch.bool)
+    b_stats, a_stats = torch.tensor([6.0, 36.0, 1.0]), torch.tensor([6.0, 20.0, 2.0])
+    close(global_masked_whiten(shard_a, mask, lambda stats: stats + b_stats.double()), [[-1.0, 0.0, 0.0]], atol=1e-4)
+    close(global_masked_whiten(shard_b, mask_b, lambda stats: stats + a_stats.double()), [[1.0, 0.0, 0.0]], atol=1e-4)
+    close(global_masked_whiten(shard_a, mask)[mask], [-(0.5**0.5), 0.5**0.5], atol=1e-4)
+
+
+def test_global_whitening_on_one_process_is_masked_whitening() -> None:
+    """One process: the one-pass float64 statistics give masked_whiten's numbers (mean 0, std 1 over real
+    tokens), padding set to 0."""
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(6, 9, generator=generator) * 3 + 1
+    mask = torch.rand(6, 9, generator=generator) > 0.3
+    close(global_masked_whiten(values, mask), (masked_whiten(values, mask) * mask).tolist(), atol=1e-5)
 
 
 # --- clipped losses ---------------------------------------------------------------------------------------

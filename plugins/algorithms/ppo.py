@@ -6,6 +6,11 @@ start from SFT (the value model from the reward model when there is one); each u
 batch of prompts, scores them with the reward at the EOS token, subtracts a per-token KL penalty to the frozen
 SFT reference, computes GAE advantages and takes a few epochs of clipped PPO steps on minibatches.
 
+`advantage_estimator: reinforce++` (`algorithm=reinforce_pp`) is REINFORCE++ (Hu 2025, "REINFORCE++: A Simple and
+Efficient Approach for Aligning Large Language Models"; OpenRLHF's `reinforce` estimator): the same loop without
+a critic. The advantages are the rewards to go (score minus the KL penalty still to come), whitened over the
+whole global batch of tokens; the loss is the clipped policy loss alone.
+
 The file reads top to bottom like the algorithm: config, the math (pure functions, unit-tested in
 tests/test_ppo_math.py), rollout, advantages, update, logging. `accelerate` wraps the models and optimizer, so
 the same loop runs on several GPUs under `accelerate launch`; on the testbed it runs single-process on CPU.
@@ -32,10 +37,10 @@ import torch
 import torch.nn.functional as F
 
 from harness.batching import length_groups
+from harness.devices import torch_threads
 from harness.errors import HarnessError
 from harness.guards import prompt_room, warn_long_prompts
-from harness.protocols import Policy, Reward, RewardFn
-from harness.runner import Run, torch_threads
+from harness.protocols import Policy, Reward, RewardFn, Run
 from harness.stages import StageOutput
 from harness.training import truncate_history
 
@@ -67,6 +72,7 @@ class PPOConfig:
     target_kl: float = 6.0  # KL (nats per response) the adaptive controller aims for (Ziegler et al. 2019)
     kl_horizon: int = 10_000  # episodes over which the adaptive controller moves kl_coef (Ziegler et al. 2019)
     whiten_rewards: bool = False  # whiten the per-token rewards before GAE (Huang et al. 2024)
+    advantage_estimator: Literal["gae", "reinforce++"] = "gae"  # gae: critic + GAE; reinforce++: no critic (Hu 2025)
     gamma: float = 1.0  # discount (Huang et al. 2024: none within a response)
     gae_lambda: float = 0.95  # GAE lambda (Schulman et al. 2016)
     clip_coef: float = 0.2  # ratio clip of the policy loss (Schulman et al. 2017, eq. 7)
@@ -108,6 +114,11 @@ def load_config(fields: Mapping[str, Any]) -> PPOConfig:
         )
     if config.temperature <= 0:
         raise HarnessError(f"algorithm.trainer.temperature={config.temperature}: expected a positive number")
+    if config.advantage_estimator == "reinforce++" and config.gamma != 1.0:
+        raise HarnessError(
+            f"algorithm.trainer.gamma={config.gamma}: REINFORCE++ sums undiscounted rewards to go (Hu 2025); "
+            "expected 1.0"
+        )
     return config
 
 
@@ -247,6 +258,31 @@ def gae(
     return advantages, advantages + values
 
 
+def reinforce_returns(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """REINFORCE++ returns (Hu 2025, gamma = 1): G_t = sum_{i >= t} r_i over each response's real tokens, i.e.
+    the score minus beta times the KL still to come (OpenRLHF's `get_cumulative_returns`); zero on padding."""
+    mask = mask.to(rewards.dtype)
+    return (rewards * mask).flip(1).cumsum(1).flip(1) * mask
+
+
+def global_masked_whiten(
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    all_sum: typing.Callable[[torch.Tensor], torch.Tensor] = lambda stats: stats,
+) -> torch.Tensor:
+    """(x - mean) / std over the masked entries of the whole global batch, every process's rows and not only this
+    one's: REINFORCE++'s global advantage normalisation (Hu 2025; OpenRLHF whitens a rollout's advantages over
+    all its tokens at once). `all_sum` sums a tensor over the processes (accelerate's `reduce(t, "sum")`); it gets
+    this shard's [sum x, sum x^2, count], in float64 so the one-pass variance loses nothing. Bessel's correction
+    and the 1e-8 of `masked_whiten`, which it equals on one process; zero on padding."""
+    mask = mask.to(values.dtype)
+    local = values.double() * mask
+    total, total_squares, count = all_sum(torch.stack([local.sum(), (local * values).sum(), mask.double().sum()]))
+    mean = total / count.clamp(min=1)
+    var = (total_squares - total * mean).clamp(min=0) / (count - 1).clamp(min=1)
+    return (values - mean.to(values.dtype)) * torch.rsqrt(var + 1e-8).to(values.dtype) * mask
+
+
 def policy_loss(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
@@ -315,7 +351,7 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Models: policy, frozen reference, value model
+# Models: policy, frozen reference, value model (none for REINFORCE++)
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -519,7 +555,7 @@ def prompt_batches(prompts: Sequence[str], batch_size: int, seed: int) -> typing
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The training loop: rollout -> rewards -> GAE -> PPO epochs -> log, steps 1-7
+# The training loop: rollout -> rewards -> GAE (or REINFORCE++) -> PPO epochs -> log, steps 1-7
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -557,20 +593,26 @@ def train_ppo(
     policy = disable_dropout(AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True))
     reference = AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True)
     reference = disable_dropout(reference).eval().requires_grad_(False)
-    value_model = load_value_model(sft_path, reward)
+    # REINFORCE++ has no critic (Hu 2025): no value model is loaded, run or trained
+    critic = config.advantage_estimator == "gae"
+    value_model = load_value_model(sft_path, reward) if critic else None
     sft_weights = [p.detach().clone() for p in policy.parameters()]
 
     # batch_size prompts per process and update: several processes share the episodes, not multiply them
     num_updates = config.total_episodes // (config.batch_size * accelerator.num_processes)
     optimizer = torch.optim.AdamW(
-        [*policy.parameters(), *value_model.parameters()],
+        [*policy.parameters(), *(value_model.parameters() if critic else ())],
         lr=config.learning_rate,
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
     )
     # Linear decay to 0 over the updates (Huang et al. 2024); stepped once per update.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: 1.0 - update / num_updates)
-    policy, value_model, optimizer = accelerator.prepare(policy, value_model, optimizer)
+    if critic:
+        policy, value_model, optimizer = accelerator.prepare(policy, value_model, optimizer)
+    else:
+        policy, optimizer = accelerator.prepare(policy, optimizer)
+    trained = (policy, value_model) if critic else (policy,)  # the models the optimizer steps
     reference = reference.to(accelerator.device)
     unwrapped_policy = accelerator.unwrap_model(policy)
     kl_controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
@@ -593,7 +635,12 @@ def train_ppo(
     state_dir = out_dir / "checkpoints" / f"ppo-rank{accelerator.process_index}"
     resumed_from = 0
     parts = Trainables(
-        unwrapped_policy, accelerator.unwrap_model(value_model), optimizer, scheduler, kl_controller, generator
+        unwrapped_policy,
+        accelerator.unwrap_model(value_model) if critic else None,
+        optimizer,
+        scheduler,
+        kl_controller,
+        generator,
     )
     if (state := load_state(state_dir)) is not None:  # a killed build of this stage: go on where it stopped
         resumed_from, episodes, tokens_trained, history = restore_state(state, state_dir, parts)
@@ -619,17 +666,18 @@ def train_ppo(
         input_ids = torch.cat([queries, responses], dim=1)
         attention_mask = torch.cat([query_mask.bool(), mask], dim=1).long()
 
-        # 2. Logprobs of policy and reference, values, and the reward's score at the EOS token. Rows go through
-        # in groups of similar length (harness.batching): the same numbers on a fraction of the padding.
+        # 2. Logprobs of policy and reference, values (with a critic), and the reward's score at the EOS token.
+        # Rows go through in groups of similar length (harness.batching): the same numbers on less padding.
         groups = length_groups(mask.sum(1), fixed=context)
         rollout = (groups, input_ids, attention_mask, responses, mask)
         with torch.no_grad():
-            policy.eval()
-            value_model.eval()
+            for model in trained:
+                model.eval()
             logprobs, entropies = by_length(*rollout, partial(logprobs_of, policy, config.temperature, True))
             entropy = masked_mean(entropies, mask)  # per token, exact
             (ref_logprobs,) = by_length(*rollout, partial(logprobs_of, reference, config.temperature, False))
-            (values,) = by_length(*rollout, partial(values_of, value_model))
+            if critic:
+                (values,) = by_length(*rollout, partial(values_of, value_model))
         completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
         raw_scores = torch.tensor(
             reward.fn(batch_prompts, [c.strip() for c in completions]), dtype=torch.float, device=accelerator.device
@@ -642,14 +690,19 @@ def train_ppo(
         if config.whiten_rewards:
             rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
 
-        # 4. Advantages and returns: GAE (Schulman et al. 2016, eq. 16), advantages whitened over real tokens
-        advantages, returns = gae(rewards, values, mask, config.gamma, config.gae_lambda)
-        advantages = masked_whiten(advantages, mask) * mask
+        # 4. Advantages and returns
+        if critic:  # GAE (Schulman et al. 2016, eq. 16), advantages whitened over this process's real tokens
+            advantages, returns = gae(rewards, values, mask, config.gamma, config.gae_lambda)
+            advantages = masked_whiten(advantages, mask) * mask
+        else:  # REINFORCE++ (Hu 2025): rewards to go, whitened over the global batch's real tokens
+            returns = reinforce_returns(rewards, mask)
+            advantages = global_masked_whiten(returns, mask, partial(accelerator.reduce, reduction="sum"))
 
         # 5. PPO update: ppo_epochs passes over shuffled minibatches (Schulman et al. 2017)
-        policy.train()
-        value_model.train()
-        stats: dict[str, list[float]] = {key: [] for key in ("pg_loss", "v_loss", "approx_kl", "clipfrac", "vf_clip")}
+        for model in trained:
+            model.train()
+        logged_keys = ("pg_loss", "approx_kl", "clipfrac", *(("v_loss", "vf_clip") if critic else ()))
+        stats: dict[str, list[float]] = {key: [] for key in logged_keys}
         for _ in range(config.ppo_epochs):
             order = torch.randperm(config.batch_size, device=accelerator.device)
             for start in range(0, config.batch_size, minibatch_size):
@@ -661,23 +714,30 @@ def train_ppo(
                 totals = torch.zeros(len(stats))
                 optimizer.zero_grad(set_to_none=True)
                 for number, rows in enumerate(pieces):
-                    width, mb_ids, mb_attention = cut_to_group(rows, mask, input_ids, attention_mask)
-                    mb_responses, mb_mask, mb_logprobs, mb_advantages, mb_values, mb_returns = (
-                        t[rows, :width] for t in (responses, mask, logprobs, advantages, values, returns)
-                    )
-                    (new_logprobs,) = logprobs_of(policy, config.temperature, False, mb_ids, mb_attention, mb_responses)
-                    pg_loss, clipfrac, approx_kl = policy_loss(
-                        new_logprobs, mb_logprobs, mb_advantages, mb_mask, config.clip_coef, count
-                    )
-                    (new_values,) = values_of(value_model, mb_ids, mb_attention, mb_responses)
-                    v_loss, vf_clipfrac = value_loss(
-                        new_values, mb_values, mb_returns, mb_mask, config.cliprange_value, count
-                    )
-                    # several processes: gradients are averaged once, after the minibatch's last part
-                    with no_sync(accelerator, (policy, value_model), number < len(pieces) - 1):
-                        accelerator.backward(pg_loss + config.vf_coef * v_loss)
-                    totals += torch.stack([pg_loss, v_loss, approx_kl, clipfrac, vf_clipfrac]).detach().cpu()
-                accelerator.clip_grad_norm_([*policy.parameters(), *value_model.parameters()], config.max_grad_norm)
+                    # several processes: gradients are averaged once, after the minibatch's last part. DDP settles in
+                    # the forward pass whether the backward syncs, so the forward runs under no_sync too.
+                    with no_sync(accelerator, trained, number < len(pieces) - 1):
+                        width, mb_ids, mb_attention = cut_to_group(rows, mask, input_ids, attention_mask)
+                        mb_responses, mb_mask, mb_logprobs, mb_advantages = (
+                            t[rows, :width] for t in (responses, mask, logprobs, advantages)
+                        )
+                        (new_logprobs,) = logprobs_of(
+                            policy, config.temperature, False, mb_ids, mb_attention, mb_responses
+                        )
+                        pg_loss, clipfrac, approx_kl = policy_loss(
+                            new_logprobs, mb_logprobs, mb_advantages, mb_mask, config.clip_coef, count
+                        )
+                        loss, logged = pg_loss, [pg_loss, approx_kl, clipfrac]  # REINFORCE++: that is all (Hu 2025)
+                        if critic:
+                            mb_values, mb_returns = values[rows, :width], returns[rows, :width]
+                            (new_values,) = values_of(value_model, mb_ids, mb_attention, mb_responses)
+                            v_loss, vf_clipfrac = value_loss(
+                                new_values, mb_values, mb_returns, mb_mask, config.cliprange_value, count
+                            )
+                            loss, logged = pg_loss + config.vf_coef * v_loss, [*logged, v_loss, vf_clipfrac]
+                        accelerator.backward(loss)
+                        totals += torch.stack(logged).detach().cpu()
+                accelerator.clip_grad_norm_([p for model in trained for p in model.parameters()], config.max_grad_norm)
                 optimizer.step()
                 for key, value in zip(stats, totals.tolist(), strict=True):
                     stats[key].append(value)
@@ -704,9 +764,16 @@ def train_ppo(
             "policy/approx_kl": sum(stats["approx_kl"]) / len(stats["approx_kl"]),
             "policy/clipfrac": sum(stats["clipfrac"]) / len(stats["clipfrac"]),
             "losses/pg_loss": sum(stats["pg_loss"]) / len(stats["pg_loss"]),
-            "losses/v_loss": sum(stats["v_loss"]) / len(stats["v_loss"]),
-            "val/explained_variance": explained_variance(values, returns, mask),
-            "val/clipfrac": sum(stats["vf_clip"]) / len(stats["vf_clip"]),
+            # the critic's: REINFORCE++ has none
+            **(
+                {
+                    "losses/v_loss": sum(stats["v_loss"]) / len(stats["v_loss"]),
+                    "val/explained_variance": explained_variance(values, returns, mask),
+                    "val/clipfrac": sum(stats["vf_clip"]) / len(stats["vf_clip"]),
+                }
+                if critic
+                else {}
+            ),
             "kl_coef": kl_controller.value,
             "lr": lr,
             "episodes": episodes,
@@ -767,7 +834,7 @@ class Trainables:
     """What the loop updates and a checkpoint must carry besides counters: weights, optimizer, RNG, KL beta."""
 
     policy: Any
-    value_model: Any
+    value_model: Any | None  # None: no critic (REINFORCE++)
     optimizer: Any
     scheduler: Any
     kl_controller: KLController
@@ -785,7 +852,8 @@ def save_state(
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     save_model(parts.policy, str(scratch / "policy.safetensors"))  # save_model: tied embeddings are stored once
-    save_model(parts.value_model, str(scratch / "value.safetensors"))
+    if parts.value_model is not None:
+        save_model(parts.value_model, str(scratch / "value.safetensors"))
     numpy_state = np.random.get_state()
     torch.save(
         {
@@ -826,7 +894,8 @@ def restore_state(
     from safetensors.torch import load_model
 
     load_model(parts.policy, str(state_dir / "policy.safetensors"))
-    load_model(parts.value_model, str(state_dir / "value.safetensors"))
+    if parts.value_model is not None:
+        load_model(parts.value_model, str(state_dir / "value.safetensors"))
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scheduler.load_state_dict(state["scheduler"])
     parts.kl_controller.value = state["kl_coef"]
