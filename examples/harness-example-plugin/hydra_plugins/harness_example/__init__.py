@@ -1,0 +1,1 @@
+"""Hydra plugins of harness-example-plugin (Hydra imports every module under the `hydra_plugins` namespace)."""
