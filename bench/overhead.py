@@ -35,20 +35,26 @@ def prepare(algorithm: str, threads: int) -> tuple[dict[str, Any], list[str]]:
     overrides = [f"algorithm={algorithm}", "seed=0", f"cache_dir={CACHE}", f"cpu_threads={threads}"]
     with composed([*overrides, "logger=none"]) as cfg:
         run = make_run(cfg, OUT / "overhead" / "prepare")
-        trainer = plain(cfg.algorithm.trainer)
-        if algorithm == "sft":
-            model_path, data_path = run.base_model().path, run.datasets().path
+        # the TRL-backed node that trains: the algorithm itself, or (algorithm=sft) the SFT it evaluates
+        node = cfg.algorithm if "trainer_class" in cfg.algorithm else cfg.algorithm.init
+        method = build_plugin(node)
+        start = method.start(run)
+        if method.data == "demonstrations":
+            data_path = run.datasets().path
         else:
-            sft = build_plugin(cfg.algorithm).init.stage(run)
-            model_path, data_path = sft.path, run.preferences(sft).path
-    spec = {
-        "algorithm": algorithm,
-        "model_path": str(model_path),
-        "data_path": str(data_path),
-        "trainer": trainer,
-        "seed": 0,
-        "threads": threads,
-    }
+            source = method.pairs_from if method.pairs_from is not None else method.init
+            data_path = run.preferences(source.stage(run)).path
+        spec = {
+            "algorithm": algorithm,
+            "trainer_class": method.trainer_class,
+            "data": method.data,
+            "reference_model": method.reference_model,
+            "model_path": str(start.path),
+            "data_path": str(data_path),
+            "trainer": plain(node.trainer),
+            "seed": 0,
+            "threads": threads,
+        }
     return spec, overrides
 
 
@@ -116,7 +122,7 @@ def bench_algorithm(algorithm: str, reps: int, threads: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--algorithms", default="sft,dpo")
+    parser.add_argument("--algorithms", default="sft,dpo,kto,orpo")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     results = {name: bench_algorithm(name, args.reps, args.threads) for name in args.algorithms.split(",")}

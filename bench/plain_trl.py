@@ -1,9 +1,10 @@
-"""SFT or DPO the way one would without the harness: a plain script around TRL's trainer.
+"""A TRL-backed method the way one would train it without the harness: a plain script around TRL's trainer.
 
     python bench/plain_trl.py SPEC.json
-SPEC names the algorithm (sft | dpo), the model folder to start from, the dataset folder, the trainer settings
-(the harness's own, so both sides train the same way) and the thread count. The last stdout line is a JSON
-report with where the time went: imports, loading, building the trainer, training, saving.
+SPEC names the trainer class (trl.SFTTrainer, trl.KTOTrainer, ...), the data it eats (demonstrations,
+preferences, unpaired), whether it gets a reference model, the model folder to start from, the dataset folder,
+the trainer settings (the harness's own, so both sides train the same way) and the thread count. The last stdout
+line is a JSON report with where the time went: imports, loading, building the trainer, training, saving.
 """
 
 from __future__ import annotations
@@ -28,28 +29,40 @@ def main(spec_path: str) -> None:
     marks["imported"] = time.perf_counter()
     # From here on is what a harness stage build does, the harness having imported these three at start-up:
     # import the trainer and the model classes (transformers and TRL load them lazily), load, build, train, save.
-    from datasets import load_from_disk
+    import dataclasses
+    import importlib
+    import inspect
+    import typing
+
+    from datasets import Dataset, load_from_disk
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    module, _, name = spec["trainer_class"].rpartition(".")
+    trainer_cls = getattr(importlib.import_module(module), name)
+    annotation = inspect.signature(trainer_cls.__init__).parameters["args"].annotation  # `KTOConfig | None`
+    config_cls = next(c for c in typing.get_args(annotation) if dataclasses.is_dataclass(c))
 
     tokenizer = AutoTokenizer.from_pretrained(spec["model_path"])
     model = AutoModelForCausalLM.from_pretrained(spec["model_path"])
     out_dir = spec["out_dir"]
     # what the harness resolves on CPU: TRL's own default (bf16=None) would train in bf16 autocast
     common = {"output_dir": out_dir, "seed": spec["seed"], "report_to": "none", "use_cpu": True, "bf16": False}
-    if spec["algorithm"] == "sft":
+    extra = {}
+    if spec["reference_model"]:
+        extra["ref_model"] = AutoModelForCausalLM.from_pretrained(spec["model_path"])
+    if spec["data"] == "demonstrations":
         data = load_from_disk(spec["data_path"])["sft"]
-        marks["loaded"] = time.perf_counter()
-        args = SFTConfig(**{**spec["trainer"], **common})
-        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=data)
     else:
-        reference = AutoModelForCausalLM.from_pretrained(spec["model_path"])
-        pairs = load_from_disk(spec["data_path"])["preferences"].select_columns(["prompt", "chosen", "rejected"])
-        marks["loaded"] = time.perf_counter()
-        args = DPOConfig(**{**spec["trainer"], **common})
-        trainer = DPOTrainer(
-            model=model, ref_model=reference, args=args, processing_class=tokenizer, train_dataset=pairs
-        )
+        data = load_from_disk(spec["data_path"])["preferences"].select_columns(["prompt", "chosen", "rejected"])
+        if spec["data"] == "unpaired":  # KTO: each pair as one good and one bad completion
+            rows = []
+            for row in data:
+                rows.append({"prompt": row["prompt"], "completion": row["chosen"], "label": True})
+                rows.append({"prompt": row["prompt"], "completion": row["rejected"], "label": False})
+            data = Dataset.from_list(rows)
+    marks["loaded"] = time.perf_counter()
+    args = config_cls(**{**spec["trainer"], **common})
+    trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, train_dataset=data, **extra)
     marks["built"] = time.perf_counter()
     outcome = trainer.train()
     marks["trained"] = time.perf_counter()

@@ -1,6 +1,9 @@
-"""What a plugin is. Each plugin kind is a structural type: implement the methods, no base class needed.
+"""What a plugin is, and everything a plugin sees of the harness. Each plugin kind is a structural type:
+implement the methods, no base class needed. A plugin imports this module (and the helpers harness.training,
+harness.generation, harness.guards, harness.batching), never harness.runner or harness.job.
 
-A plugin is a module under `plugins/` plus a YAML in the matching `conf/` group whose `_target_` names it.
+A plugin is a module under `plugins/` (or any installed package) plus a YAML in the matching `conf/` group whose
+`_target_` names it.
 """
 
 from __future__ import annotations
@@ -8,11 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from harness.runner import EvalContext, Run
-    from harness.stages import StageOutput
+from harness.errors import HarnessError
+from harness.io import atomic_write_jsonl
+from harness.stages import StageOutput
+
+__all__ = [
+    "Algorithm",
+    "EvalContext",
+    "EvalSuite",
+    "GoldStandard",
+    "HarnessError",
+    "Logger",
+    "ModelSource",
+    "Policy",
+    "Reward",
+    "RewardFn",
+    "RewardSource",
+    "Run",
+    "Sampler",
+    "StageOutput",
+    "Task",
+]
 
 
 @runtime_checkable
@@ -88,6 +109,53 @@ class Reward:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+class Run(Protocol):
+    """What an algorithm (or reward, or suite) may call on the job it runs in. Expensive work goes through
+    `stage`, so it is cached by content and shared by every job of a sweep that needs the same thing."""
+
+    cfg: Any  # the job's composed config (read-only by convention)
+    seed: int  # the job's training seed
+    device: str  # "cpu" or "cuda"
+    output_dir: Path  # the job's own folder
+    logger: Any
+    task: Task
+    stages: dict[str, StageOutput]  # the stages this job has used so far, by name
+
+    def stage(
+        self,
+        name: str,
+        config: Any,
+        inputs: Mapping[str, StageOutput],
+        build: Callable[[Path], Mapping[str, Any] | None],
+        collective: bool = False,
+        parts: Sequence[StageOutput] = (),
+    ) -> StageOutput:
+        """A cached stage under `<cache_dir>/<name>/<key>`, the key hashing `config` and the inputs' keys; `build`
+        fills an empty folder and returns metrics. `collective`: every process of a multi-process job builds it.
+        `parts`: stages it is made of (rounds): its cost includes theirs, and the job lists it in their place."""
+        ...
+
+    def datasets(self) -> StageOutput: ...
+
+    def base_model(self) -> StageOutput: ...
+
+    def reward(self) -> Reward: ...
+
+    def preferences(self, policy: StageOutput | Callable[[], StageOutput]) -> StageOutput:
+        """A stage with a `preferences` split: the task's own, else pairs sampled from `policy`."""
+        ...
+
+    def load_split(self, split: str) -> Any: ...
+
+    def recorder(self, namespace: str, out_dir: Path) -> Any:
+        """`record(metrics, step)` streams to the logger and keeps the stage's training curve."""
+        ...
+
+    def trainer_callback(self, namespace: str, out_dir: Path) -> Any: ...
+
+    def training_metrics(self, stage: StageOutput, namespace: str = "train") -> dict[str, float]: ...
+
+
 @runtime_checkable
 class RewardSource(Protocol):
     """`reward=<name>`: makes the `Reward` (a task's gold function, or a reward model trained as a stage)."""
@@ -127,3 +195,66 @@ class Logger(Protocol):
     def summary(self, metrics: Mapping[str, Any]) -> None: ...
 
     def finish(self, exit_code: int = 0) -> None: ...
+
+
+@dataclass
+class EvalContext:
+    """What every evaluation suite reads: the same prompts and the same samples for every algorithm."""
+
+    prompts: list[str]
+    completions: list[str]
+    completion_tokens: list[int]
+    policy: Policy
+    gold: GoldStandard | None
+    device: str
+    generation: Mapping[str, Any]
+    proxy_reward: RewardFn | None = None  # the learned reward an RL policy was optimised against
+    run: Run | None = None
+    completion_ids: list[list[int]] | None = None  # the sampled token ids (None for procedural policies)
+    model: Any = None  # the policy as loaded for sampling, and its tokenizer
+    tokenizer: Any = None
+    # per-sample values the suites add (`annotate`); they land in samples.jsonl
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def policy_logprobs(self) -> tuple[list[list[float]], list[list[float]]]:
+        """Per-token log-probabilities of the samples under the policy, and its entropy at each token.
+        Computed once, whichever suites ask."""
+        if "policy" not in self._memo:
+            self._memo["policy"] = self._score(self.model, self.tokenizer)
+        return self._memo["policy"]
+
+    def reference_logprobs(self) -> list[list[float]]:
+        """Per-token log-probabilities of the samples under the reference policy (loaded once)."""
+        if "reference" not in self._memo:
+            from harness.generation import load_policy
+
+            if self.policy.reference_path is None:
+                raise HarnessError("this policy has no reference model to compare with")
+            if self.policy.reference_path == self.policy.path:
+                self._memo["reference"] = self.policy_logprobs()[0]
+            else:
+                model, tokenizer = load_policy(self.policy.reference_path, self.device)
+                self._memo["reference"] = self._score(model, tokenizer)[0]
+        return self._memo["reference"]
+
+    def _score(self, model: Any, tokenizer: Any) -> tuple[list[list[float]], list[list[float]]]:
+        from harness.generation import token_logprobs
+
+        if self.completion_ids is None or model is None:
+            raise HarnessError("these samples come from a procedure, not one model; token log-probs are undefined")
+        temperature = float(self.generation["temperature"])
+        return token_logprobs(model, tokenizer, self.prompts, self.completion_ids, temperature, self.device)
+
+    def annotate(self, name: str, values: Sequence[Any]) -> None:
+        if len(values) != len(self.prompts):
+            raise ValueError(f"annotation {name!r} has {len(values)} values for {len(self.prompts)} samples")
+        self.columns[name] = list(values)
+
+    def write_samples(self, path: Path) -> None:
+        rows = []
+        for i, (prompt, completion) in enumerate(zip(self.prompts, self.completions, strict=True)):
+            row = {"prompt": prompt, "completion": completion, "completion_tokens": self.completion_tokens[i]}
+            row.update({name: values[i] for name, values in self.columns.items()})
+            rows.append(row)
+        atomic_write_jsonl(path, rows)

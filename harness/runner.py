@@ -6,66 +6,35 @@ it needs through `Run` and puts its own expensive work through `Run.stage`, so i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from harness.declarations import split_declarations
+from harness.devices import resolve_device, torch_threads
 from harness.errors import HarnessError
-from harness.io import atomic_write_jsonl
-from harness.protocols import GoldStandard, ModelSource, Policy, Reward, RewardFn, RewardSource, Task
-from harness.stages import StageCache, StageOutput
+from harness.protocols import EvalContext, ModelSource, Policy, Reward, RewardSource, Task
+from harness.schema import plain
+from harness.stages import HISTORY, StageCache, StageOutput
+
+__all__ = ["EvalContext", "Policy", "Run", "build_plugin", "plain", "resolve_device", "stage_summary", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
-HISTORY = "log_history.jsonl"
-
-
-def plain(node: Any) -> Any:
-    """A resolved, JSON-ready copy of a config node (what stage keys and results are made of)."""
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    return node
-
-
-def resolve_device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested not in ("cpu", "cuda"):
-        raise HarnessError(f"device={requested!r} is not a device; expected auto, cpu or cuda")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("device=cuda but torch sees no CUDA device; use device=auto or device=cpu")
-    return requested
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block on `threads` torch threads (None: leave them), then restore the previous count."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_plugin(node: DictConfig) -> Any:
     """Instantiate a plugin from its config node; a user error raised by its constructor stays one line."""
     try:
-        return instantiate(node, _convert_="all")
+        return instantiate(split_declarations(node)[0], _convert_="all")  # what the report reads is not an argument
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, HarnessError):
@@ -96,10 +65,26 @@ class Run:
         inputs: Mapping[str, StageOutput],
         build: Callable[[Path], Mapping[str, Any] | None],
         collective: bool = False,
+        parts: Sequence[StageOutput] = (),
     ) -> StageOutput:
         """A cached stage. `collective`: a build every process of a multi-process job takes part in (a
-        trainer's); otherwise the main process builds it while the others wait (harness.distributed)."""
+        trainer's); otherwise the main process builds it while the others wait (harness.distributed).
+        `parts`: stages this one is made of (a method trained in rounds, each round cached on its own): its cost
+        includes theirs, as each was measured when built, and the job lists it alone, so nothing counts twice."""
         output = self.cache.run(name, config, inputs, build, collective=collective)
+        if parts:
+            for part in parts:
+                self.stages.pop(part.name, None)
+            metrics = dict(output.metrics)
+            resumed = [p.metrics.get("resumed_from_step") for p in parts if p.built_now]
+            if any(resumed):  # a part this job built went on from a killed build's checkpoint
+                metrics["resumed_from_step"] = [step for step in resumed if step][-1]
+            output = dataclasses.replace(
+                output,
+                seconds=output.seconds + sum(part.seconds for part in parts),
+                built_now=output.built_now or any(part.built_now for part in parts),
+                metrics=metrics,
+            )
         # the first use counts: a suite asking again (win_rate's SFT baseline) must not turn "built now" into cached
         self.stages.setdefault(name, output)
         return output
@@ -135,7 +120,7 @@ class Run:
     @cached_property
     def _reward(self) -> Reward:
         if self.cfg.get("reward") is None:
-            raise HarnessError("this algorithm needs a reward; choose one with reward=gold or reward=learned")
+            raise HarnessError("this algorithm needs a reward: choose one with reward=<option> (see harness --help)")
         source: RewardSource = build_plugin(self.cfg.reward)
         return source.load(self)
 
@@ -143,10 +128,12 @@ class Run:
         """The reward chosen with `reward=...` (built once per job; a learned one is a cached stage)."""
         return self._reward
 
-    def preferences(self, policy: StageOutput) -> StageOutput:
-        """Preference pairs: the task's own `preferences` split if it ships one, else pairs sampled from
-        `policy` on the task's prompts and labelled by the task (`label_pairs`, e.g. the gold reward with
-        Bradley-Terry noise, as in the DPO paper's IMDb experiment). Either way a `preferences` split."""
+    def preferences(self, policy: StageOutput | Callable[[], StageOutput]) -> StageOutput:
+        """Preference pairs: the task's own `preferences` split if it ships one, else pairs sampled from `policy`
+        (a stage, or a function that builds it, called only when pairs must be sampled) on the task's prompts and
+        labelled by the task (`label_pairs`, e.g. the gold reward with Bradley-Terry noise, as in the DPO paper's
+        IMDb experiment). Sampled with `pair_generation` settings, not the evaluation's: changing how policies are
+        evaluated does not re-sample the pairs (nor retrain what is trained on them)."""
         from datasets import load_from_disk
 
         data = self.datasets()
@@ -155,7 +142,8 @@ class Run:
         label_pairs = getattr(self.task, "label_pairs", None)
         if label_pairs is None:
             raise HarnessError(f"task {self.task.name!r} has no preferences split and cannot label sampled pairs")
-        settings = {**plain(self.cfg.generation), "num_prompts": None}
+        source = policy() if callable(policy) else policy
+        settings = {**plain(self.cfg.pair_generation), "num_prompts": None}
         config = {"generation": settings, "task": plain(self.cfg.task)}
 
         def build(out_dir: Path) -> dict[str, Any]:
@@ -164,7 +152,7 @@ class Run:
             from harness.generation import load_policy, sample_completions
 
             prompts = list(self.load_split("prompts")["prompt"])
-            model, tokenizer = load_policy(policy.path, self.device)
+            model, tokenizer = load_policy(source.path, self.device)
             pairs = [*prompts, *prompts]  # two independent samples per prompt
             completions = sample_completions(model, tokenizer, pairs, settings, self.device).completions
             first, second = completions[: len(prompts)], completions[len(prompts) :]
@@ -172,7 +160,7 @@ class Run:
             DatasetDict({"preferences": Dataset.from_list(rows)}).save_to_disk(str(out_dir))
             return {"pairs": len(rows), **info}
 
-        return self.stage("preferences", config, {"data": data, "policy": policy}, build)
+        return self.stage("preferences", config, {"data": data, "policy": source}, build)
 
     def load_split(self, split: str) -> Any:
         from datasets import load_from_disk
@@ -205,69 +193,6 @@ class Run:
                 step = row.pop("step", None)
                 self.logger.log({f"{namespace}/{k}": v for k, v in row.items()}, step=step)
         return {f"{namespace}/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
-
-
-@dataclass
-class EvalContext:
-    """What every evaluation suite reads: the same prompts and the same samples for every algorithm."""
-
-    prompts: list[str]
-    completions: list[str]
-    completion_tokens: list[int]
-    policy: Policy
-    gold: GoldStandard | None
-    device: str
-    generation: Mapping[str, Any]
-    proxy_reward: RewardFn | None = None  # the learned reward an RL policy was optimised against
-    run: Run | None = None
-    completion_ids: list[list[int]] | None = None  # the sampled token ids (None for procedural policies)
-    model: Any = None  # the policy as loaded for sampling, and its tokenizer
-    tokenizer: Any = None
-    # per-sample values the suites add (`annotate`); they land in samples.jsonl
-    columns: dict[str, list[Any]] = field(default_factory=dict)
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def policy_logprobs(self) -> tuple[list[list[float]], list[list[float]]]:
-        """Per-token log-probabilities of the samples under the policy, and its entropy at each token.
-        Computed once, whichever suites ask."""
-        if "policy" not in self._memo:
-            self._memo["policy"] = self._score(self.model, self.tokenizer)
-        return self._memo["policy"]
-
-    def reference_logprobs(self) -> list[list[float]]:
-        """Per-token log-probabilities of the samples under the reference policy (loaded once)."""
-        if "reference" not in self._memo:
-            from harness.generation import load_policy
-
-            if self.policy.reference_path is None:
-                raise HarnessError("this policy has no reference model to compare with")
-            if self.policy.reference_path == self.policy.path:
-                self._memo["reference"] = self.policy_logprobs()[0]
-            else:
-                model, tokenizer = load_policy(self.policy.reference_path, self.device)
-                self._memo["reference"] = self._score(model, tokenizer)[0]
-        return self._memo["reference"]
-
-    def _score(self, model: Any, tokenizer: Any) -> tuple[list[list[float]], list[list[float]]]:
-        from harness.generation import token_logprobs
-
-        if self.completion_ids is None or model is None:
-            raise HarnessError("these samples come from a procedure, not one model; token log-probs are undefined")
-        temperature = float(self.generation["temperature"])
-        return token_logprobs(model, tokenizer, self.prompts, self.completion_ids, temperature, self.device)
-
-    def annotate(self, name: str, values: Sequence[Any]) -> None:
-        if len(values) != len(self.prompts):
-            raise ValueError(f"annotation {name!r} has {len(values)} values for {len(self.prompts)} samples")
-        self.columns[name] = list(values)
-
-    def write_samples(self, path: Path) -> None:
-        rows = []
-        for i, (prompt, completion) in enumerate(zip(self.prompts, self.completions, strict=True)):
-            row = {"prompt": prompt, "completion": completion, "completion_tokens": self.completion_tokens[i]}
-            row.update({name: values[i] for name, values in self.columns.items()})
-            rows.append(row)
-        atomic_write_jsonl(path, rows)
 
 
 def stage_summary(stages: Mapping[str, StageOutput]) -> dict[str, Any]:

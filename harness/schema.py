@@ -1,32 +1,22 @@
 """Structured configs: the typed shape of a run, stored in Hydra's ConfigStore.
 
 Hydra then rejects a misspelled key or a value of the wrong type while composing, before any work starts.
-TRL's trainer configs are mirrored field by field into group `trl`, so an algorithm YAML that starts with
-`defaults: [/trl@trainer: SFTConfig]` accepts every TRL field under `algorithm.trainer.*` (with TRL's own
-defaults) and nothing else.
+A trainer's config class is mirrored field by field on demand (hydra_plugins/alignment_harness/schema_source.py),
+so an algorithm YAML that starts with `defaults: [/trl@trainer: SFTConfig]` accepts every TRL field under
+`algorithm.trainer.*` (with TRL's own defaults) and nothing else; `mirror_dataclass` below makes the copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
-
-# Trainer configs an algorithm can take its `trainer` fields from: `trl@trainer: <name>`.
-TRAINER_CONFIGS = {
-    "SFTConfig": "trl:SFTConfig",
-    "DPOConfig": "trl:DPOConfig",
-    "RewardConfig": "trl:RewardConfig",
-    "GRPOConfig": "trl:GRPOConfig",
-    "RLOOConfig": "trl:RLOOConfig",
-}
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 _PRIMITIVES = (int, float, str, bool)
 
@@ -53,8 +43,16 @@ class HarnessConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     logger: Any = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    # how preference pairs are sampled from the starting policy (data, not evaluation: its own settings, so
+    # changing the evaluation's sampling retrains nothing)
+    pair_generation: GenerationConfig = field(default_factory=GenerationConfig)
+    # the policy every method starts from (an algorithm config; conf/sft/): one node, so a change to it reaches
+    # every method, the reward model and the win-rate baseline alike
+    sft: Any = None
     objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
-    # nats of eval/kl/seq_kl; above it the objective ranks below every in-budget job (harness/objective.py)
+    # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
+    kl_metric: str | None = "eval/kl/seq_kl"
+    # nats of `kl_metric`; above it the objective ranks below every in-budget job (harness/objective.py)
     kl_budget: float | None = None
     experiment_name: str = "default"  # groups the runs of one comparison (W&B group, report title)
     seed: int = 0  # training seed of the algorithm stage
@@ -93,6 +91,13 @@ def _omegaconf_type(hint: Any) -> Any:
     return Any
 
 
+def plain(node: Any) -> Any:
+    """A resolved, JSON-ready copy of a config node (what stage keys and results are made of)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node
+
+
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
@@ -122,11 +127,6 @@ def mirror_dataclass(cls: type) -> type:
     return dataclasses.make_dataclass(f"{cls.__name__}Fields", fields)
 
 
-def load_object(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 _registered = False
 
 
@@ -143,6 +143,4 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("default", _value_or_default, replace=True)
     store = ConfigStore.instance()
     store.store(name="harness_schema", node=HarnessConfig)
-    for name, spec in TRAINER_CONFIGS.items():
-        store.store(group="trl", name=name, node=mirror_dataclass(load_object(spec)))
     _registered = True

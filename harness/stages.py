@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "COMPLETE"
 META = "stage.json"
+HISTORY = "log_history.jsonl"  # a trained stage's training curve, one JSON row per logging step
 # What a killed build leaves that the next build resumes from: trainer checkpoints (each written whole by its
 # trainer) and the training curve up to them (the builder cuts it back to the checkpoint it resumes from).
 RESUMABLE = ("checkpoints", "log_history.jsonl")

@@ -107,7 +107,7 @@ class Fitted:
     last: dict[str, float]
     global_step: int
     runtime_s: float
-    tokens_trained: int
+    tokens_trained: int | None  # None: the trainer counts none (TRL's ORPO and CPO trainers)
     params_changed: float  # fraction of parameter tensors that differ from where training started
     resumed_from_step: int = 0  # the checkpoint a killed build of this stage was resumed from (0: not resumed)
 
@@ -120,7 +120,7 @@ class Fitted:
             **values,
             "global_step": self.global_step,
             "train_runtime_s": self.runtime_s,
-            "tokens_trained": self.tokens_trained,
+            **({"tokens_trained": self.tokens_trained} if self.tokens_trained is not None else {}),
             "params_changed": self.params_changed,
             **({"resumed_from_step": self.resumed_from_step} if self.resumed_from_step else {}),
         }
@@ -162,7 +162,7 @@ def fit(
         last=dict(forwarder.last),
         global_step=outcome.global_step,
         runtime_s=outcome.metrics.get("train_runtime", float("nan")),
-        tokens_trained=int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)),
+        tokens_trained=int(trainer.state.num_input_tokens_seen or forwarder.last.get("num_tokens", 0)) or None,
         params_changed=changed,
         resumed_from_step=resumed_from,
     )

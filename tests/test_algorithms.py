@@ -127,9 +127,47 @@ def test_learned_reward_model_ranks_held_out_pairs(root: Path, sft: dict) -> Non
     assert result["stages"]["sft"]["key"] == sft["stages"]["sft"]["key"]
 
 
+# What each offline preference method's training log shows when it learns: the quantity its loss pushes up.
+PREFERENCE_SIGNAL = {
+    "kto": "rewards/margins",  # desirable above undesirable, relative to the reference
+    "simpo": "rewards/margins",  # length-normalised log-likelihood margin
+    "cpo": "rewards/margins",
+    "orpo": "log_odds_ratio",  # log sigma(log odds(chosen) - log odds(rejected))
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
-def test_online_rl_raises_the_gold_reward(root: Path, sft: dict, algorithm: str) -> None:
+@pytest.mark.parametrize("algorithm", list(PREFERENCE_SIGNAL))
+def test_preference_methods_learn_from_the_same_pairs(root: Path, sft: dict, algorithm: str) -> None:
+    result = harness_job(
+        root, f"algorithm={algorithm}", "algorithm.trainer.max_steps=30", "algorithm.trainer.logging_steps=5"
+    )
+    m = result["metrics"]
+    signal = PREFERENCE_SIGNAL[algorithm]
+    assert m["train/params_changed"] == 1.0
+    assert m["train/loss"] < m["train/first_loss"]
+    assert m[f"train/{signal}"] > m[f"train/first_{signal}"]
+    # the same preference pairs as DPO's, sampled from the run's one SFT policy
+    assert result["stages"]["preferences"]["metrics"]["pairs"] > 500
+    start = result["stages"]["start"]["key"]
+    if algorithm == "orpo":  # no SFT stage: it starts from the base model
+        assert start == result["stages"]["base_model"]["key"]
+    else:
+        assert start == sft["stages"]["sft"]["key"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algorithm", "reward_key"),
+    [
+        ("grpo", "reward"),
+        ("rloo", "reward"),
+        ("dr_grpo", "reward"),
+        ("dapo", "reward"),
+        ("online_dpo", "objective/scores"),  # the judge's scores of its own samples
+    ],
+)
+def test_online_rl_raises_the_gold_reward(root: Path, sft: dict, algorithm: str, reward_key: str) -> None:
     result = harness_job(
         root,
         f"algorithm={algorithm}",
@@ -139,7 +177,7 @@ def test_online_rl_raises_the_gold_reward(root: Path, sft: dict, algorithm: str)
     )
     m = result["metrics"]
     assert m["train/params_changed"] == 1.0
-    rewards = [row["reward"] for row in history(result, algorithm) if "reward" in row]
+    rewards = [row[reward_key] for row in history(result, algorithm) if reward_key in row]
     assert len(rewards) >= 6
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3  # the training reward climbs
     assert m["eval/gold/reward"] > sft["metrics"]["eval/gold/reward"]

@@ -166,7 +166,7 @@ def nan_reward(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> An
         monkeypatch.setattr(score, "model", model)
         return score
     from harness.protocols import Reward
-    from plugins.algorithms.grpo import as_trl_reward
+    from plugins.algorithms.trl_method import as_trl_reward
 
     reward_func = as_trl_reward(Reward(name="grpo_judge", fn=lambda p, c: [0.5, nan, nan], is_gold=False))
     return lambda prompts, completions: reward_func(prompts=prompts, completions=completions)
@@ -192,9 +192,9 @@ def test_diverging_training_stops_and_names_the_last_checkpoint(tmp_path: Path, 
     results = tmp_path / "results"
     result = run_harness(
         "algorithm=sft", *SMOKE, f"results_dir={results}", f"cache_dir={testbed_cache}",
-        "algorithm.trainer.learning_rate=1e6",
-        "algorithm.trainer.save_strategy=steps",
-        "algorithm.trainer.save_steps=2",
+        "sft.trainer.learning_rate=1e6",
+        "sft.trainer.save_strategy=steps",
+        "sft.trainer.save_steps=2",
     )
     line = assert_one_line_error(
         result,

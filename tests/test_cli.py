@@ -25,11 +25,13 @@ def test_unknown_algorithm_names_the_choice_and_the_options() -> None:
     assert "Could not find 'algorithm/nope'" in result.stderr
     assert "Available options in 'algorithm'" in result.stderr
     assert "Traceback" not in result.stderr
-    assert len(result.stderr.splitlines()) < 25
+    from test_config import options
+
+    assert len(result.stderr.splitlines()) < 15 + len(options("algorithm"))  # Hydra's message lists the options
 
 
 def test_misspelled_trainer_field_names_the_key() -> None:
-    result = run_harness("algorithm.trainer.lerning_rate=1")
+    result = run_harness("sft.trainer.lerning_rate=1")
     assert result.returncode != 0
     assert "Key 'lerning_rate' not in 'SFTConfigFields'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -74,8 +74,8 @@ def test_a_job_killed_mid_build_leaves_no_complete_stage_and_the_next_run_finish
     # win_rate's baseline SFT (another stage of the same name) out of the picture.
     args = [
         "algorithm=sft",
-        "algorithm.trainer.max_steps=200",
-        "algorithm.trainer.save_steps=50",
+        "sft.trainer.max_steps=200",
+        "sft.trainer.save_steps=50",
         "eval=[gold]",
         "debug=smoke",
         "cpu_threads=1",

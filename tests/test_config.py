@@ -11,7 +11,7 @@ from omegaconf.errors import ValidationError
 
 from harness.app import CONFIG_DIR, apply_smoke
 
-GROUPS = ["task", "model", "algorithm", "reward", "eval", "logger", "experiment", "debug"]
+GROUPS = ["task", "model", "sft", "algorithm", "reward", "eval", "logger", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -56,23 +56,26 @@ def test_defaults_follow_the_house_order(compose) -> None:
 
 
 def test_any_trl_field_can_be_set_under_algorithm_trainer(compose) -> None:
-    cfg = compose(["algorithm=sft", "algorithm.trainer.weight_decay=0.1", "algorithm.trainer.max_grad_norm=0.5"])
+    cfg = compose(["algorithm=dpo", "algorithm.trainer.weight_decay=0.1", "algorithm.trainer.max_grad_norm=0.5"])
     assert cfg.algorithm.trainer.weight_decay == 0.1 and cfg.algorithm.trainer.max_grad_norm == 0.5
     # untouched fields keep TRL's default
-    from trl import SFTConfig
+    from trl import DPOConfig, SFTConfig
 
-    assert cfg.algorithm.trainer.adam_beta1 == SFTConfig.__dataclass_fields__["adam_beta1"].default
+    assert cfg.algorithm.trainer.adam_beta1 == DPOConfig.__dataclass_fields__["adam_beta1"].default
+    cfg = compose(["sft.trainer.weight_decay=0.1"])  # the SFT every method starts from: its own node
+    assert cfg.sft.trainer.weight_decay == 0.1
+    assert cfg.sft.trainer.adam_beta1 == SFTConfig.__dataclass_fields__["adam_beta1"].default
 
 
 def test_misspelled_trainer_field_is_rejected(compose) -> None:
     with pytest.raises(ConfigCompositionException) as error:
-        compose(["algorithm.trainer.lerning_rate=1"])
+        compose(["sft.trainer.lerning_rate=1"])
     assert "lerning_rate" in str(error.value.__cause__ or error.value)
 
 
 def test_wrong_type_is_rejected(compose) -> None:
     with pytest.raises(ConfigCompositionException) as error:
-        compose(["algorithm.trainer.learning_rate=fast"])
+        compose(["algorithm=dpo", "algorithm.trainer.learning_rate=fast"])
     assert isinstance(error.value.__cause__, ValidationError)
     with pytest.raises(ConfigCompositionException):
         compose(["seed=zero"])
@@ -96,13 +99,13 @@ def test_smoke_merges_each_plugins_own_budget(compose) -> None:
     full_steps = compose().model.train.steps
     apply_smoke(cfg)
     assert cfg.model.train.steps < full_steps
-    assert cfg.algorithm.trainer.max_steps == 8
+    assert cfg.sft.trainer.max_steps == 8
     assert cfg.task.num_pretrain < 10_000
-    assert "smoke" not in cfg.task and "smoke" not in cfg.algorithm
+    assert "smoke" not in cfg.task and "smoke" not in cfg.sft and "smoke" not in cfg.algorithm
 
 
 def test_the_users_own_values_win_over_smoke_budgets(compose) -> None:
-    overrides = ["debug=smoke", "algorithm=dpo", "model.train.steps=123", "algorithm.init.trainer.max_steps=7"]
+    overrides = ["debug=smoke", "algorithm=dpo", "model.train.steps=123", "sft.trainer.max_steps=7"]
     cfg = compose(overrides)
     apply_smoke(cfg, overrides)
     assert cfg.model.train.steps == 123 and cfg.algorithm.init.trainer.max_steps == 7

@@ -31,16 +31,16 @@ def _jobs(processes: int) -> dict[str, list[str]]:
     per = 16 // processes
     sft = [f"trainer.per_device_train_batch_size={per}", "trainer.max_steps=30"]
     return {
-        "sft": ["algorithm=sft", *(f"algorithm.{o}" for o in sft)],
+        "sft": ["algorithm=sft", *(f"sft.{o}" for o in sft)],
         "dpo": [
             "algorithm=dpo",
-            *(f"algorithm.init.{o}" for o in sft),
+            *(f"sft.{o}" for o in sft),
             f"algorithm.trainer.per_device_train_batch_size={per}",
             "algorithm.trainer.max_steps=20",
         ],
         "ppo": [
             "algorithm=ppo",
-            *(f"algorithm.init.{o}" for o in sft),
+            *(f"sft.{o}" for o in sft),
             f"reward.trainer.per_device_train_batch_size={per}",
             "reward.trainer.max_steps=10",
             f"algorithm.trainer.batch_size={32 // processes}",

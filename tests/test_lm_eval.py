@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.protocols import Policy
-from harness.runner import EvalContext
+from harness.protocols import EvalContext, Policy
 from plugins.evals.lm_eval_suite import TASKS_DIR, LMEvalSuite, flatten_results, resolve_data_files
 
 

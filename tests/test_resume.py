@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 # up to floating-point reduction order; gold reward (256 prompts... here 32) is allowed this much slack.
 TOLERANCE = 0.02
 COMMON = ("debug=smoke", "logger=wandb", "eval=[gold,kl]")
-SFT = ("algorithm=sft", "algorithm.trainer.max_steps=80", "algorithm.trainer.save_steps=20")
+SFT = ("algorithm=sft", "sft.trainer.max_steps=80", "sft.trainer.save_steps=20")
 PPO = ("algorithm=ppo", "algorithm.trainer.total_episodes=768", "algorithm.trainer.save_every=4")
 
 

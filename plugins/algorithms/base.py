@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from harness.protocols import Policy
-from harness.runner import Run
+from harness.protocols import Policy, Run
 
 
 class Base:

@@ -10,8 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.protocols import Policy
-from harness.runner import Run
+from harness.protocols import Policy, Run
 
 
 def best_of_n_kl(n: int) -> float:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.protocols import Policy
-from harness.runner import Run
+from harness.protocols import Policy, Run
 
 
 def _model_dir(value: str, key: str) -> Path:

@@ -1,50 +1,24 @@
-"""`algorithm=sft`: supervised fine-tuning on the task's demonstrations with TRL's `SFTTrainer`.
+"""`algorithm=sft`: the SFT policy every method starts from (the run's top-level `sft` node), evaluated as a method.
 
-The loss is on completion tokens only (TRL's default for prompt/completion data); every `SFTConfig` field
-can be set as `algorithm.trainer.<field>=...`.
+Training it is the TRL adapter's work (conf/sft/default.yaml: TRL's SFTTrainer on the task's demonstrations);
+this plugin only hands that one stage to evaluation, with the base model as its KL reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from harness.protocols import Policy
-from harness.runner import Run, plain
-from harness.stages import StageOutput
+from harness.errors import HarnessError
+from harness.protocols import Policy, Run
 
 
-class SFT:
-    def __init__(self, name: str = "sft", trainer: Mapping[str, Any] | None = None) -> None:
+class StartingPolicy:
+    def __init__(self, name: str = "sft", init: Any = None) -> None:
+        if init is None:
+            raise HarnessError(f"algorithm {name!r}: `init` is not set; expected the policy to evaluate (${{sft}})")
         self.name = name
-        self.trainer = dict(trainer or {})
-
-    def stage(self, run: Run) -> StageOutput:
-        """The SFT policy as a cached stage; other algorithms start from it through this method too."""
-        data, base = run.datasets(), run.base_model()
-        config = {"algorithm": self.name, "trainer": plain(self.trainer), "seed": run.seed}
-        inputs = {"data": data, "base": base}
-        return run.stage(self.name, config, inputs, lambda out: self._train(run, base, out), collective=True)
+        self.init = init
 
     def train(self, run: Run) -> Policy:
-        stage = self.stage(run)
+        stage = self.init.stage(run)
         return Policy(path=stage.path, reference_path=run.base_model().path, metrics=run.training_metrics(stage))
-
-    def _train(self, run: Run, base: StageOutput, out_dir: Path) -> dict[str, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import SFTConfig, SFTTrainer
-
-        from harness.training import fit
-
-        fitted = fit(
-            SFTTrainer,
-            SFTConfig,
-            self.trainer,
-            run=run,
-            model=AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True),
-            tokenizer=AutoTokenizer.from_pretrained(base.path),
-            out_dir=out_dir,
-            train_dataset=run.load_split("sft"),
-        )
-        return fitted.summary("loss", "mean_token_accuracy")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from harness.runner import EvalContext
+from harness.protocols import EvalContext
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

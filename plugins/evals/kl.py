@@ -11,7 +11,7 @@ import logging
 import math
 import statistics
 
-from harness.runner import EvalContext
+from harness.protocols import EvalContext
 
 log = logging.getLogger(__name__)
 

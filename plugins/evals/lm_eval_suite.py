@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runner import EvalContext
+from harness.protocols import EvalContext
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runner import EvalContext
+from harness.protocols import EvalContext
 
 
 def win_rate(policy_scores: Sequence[float], baseline_scores: Sequence[float]) -> tuple[float, float]:

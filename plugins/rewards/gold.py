@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from harness.errors import HarnessError
 from harness.guards import finite_reward
-from harness.protocols import Reward
-from harness.runner import Run
+from harness.protocols import Reward, Run
 
 
 class GoldReward:

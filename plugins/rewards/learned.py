@@ -18,8 +18,8 @@ import torch
 
 from harness.batching import length_groups
 from harness.guards import check_rewards, context_size, keep_last
-from harness.protocols import Reward
-from harness.runner import Run, plain
+from harness.protocols import Reward, Run
+from harness.schema import plain
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,230 @@
+"""Any TRL trainer as an algorithm, named in YAML: the one wrapper for every method TRL implements.
+
+A method that TRL trains is a YAML file and nothing else (HALOs' habit: one config per loss):
+
+    defaults:
+      - /trl@trainer: KTOConfig        # every KTOConfig field settable (and checked) as algorithm.trainer.<field>
+      - _self_
+    _target_: plugins.algorithms.trl_method.TRLMethod
+    name: kto
+    trainer_class: trl.KTOTrainer      # import path of the trainer
+    data: unpaired                     # what it eats (below)
+    init: ${sft}                       # the policy it starts from (null: the base model)
+    reference_model: true              # hand the trainer a frozen copy of the starting policy
+
+`data` is one of
+- `demonstrations`: the task's `sft` split (`prompt`, `completion`);
+- `preferences`: pairs (`prompt`, `chosen`, `rejected`): the task's own, or samples of `pairs_from` (default: the
+  starting policy) labelled by the task (Run.preferences);
+- `unpaired`: the same pairs as single completions with a good/bad `label` (KTO's data: each pair gives one of
+  each, so it sees exactly the preference methods' completions);
+- `prompts`: the task's `prompts` split; the trainer samples completions and is rewarded by the run's `reward=`
+  (`reward_funcs`), less `missing_eos_penalty` for a completion cut off before EOS.
+
+The trainer is wrapped, never subclassed (harness.training.fit): the harness owns the output folder, the seed,
+logging and checkpoints; everything else is the trainer's own config.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.guards import check_rewards, prompt_room, warn_long_prompts
+from harness.protocols import Policy, Reward, Run, StageOutput
+from harness.schema import plain
+
+DATA_KINDS = ("demonstrations", "preferences", "unpaired", "prompts")
+
+
+def import_object(path: str, setting: str) -> Any:
+    """`trl.KTOTrainer` -> the class; a one-line error naming the setting when it cannot be imported."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise HarnessError(f"{setting}={path!r}: cannot be imported ({error}); expected e.g. trl.DPOTrainer") from None
+
+
+def config_class(trainer_cls: type, setting: str) -> type:
+    """The config class a TRL trainer takes as `args` (its signature says: `args: KTOConfig | None`)."""
+    import inspect
+    import typing
+
+    try:
+        hint = typing.get_type_hints(trainer_cls.__init__).get("args")
+    except Exception:  # unresolvable forward references: read the annotation's text instead
+        hint = inspect.signature(trainer_cls.__init__).parameters.get("args")
+        hint = getattr(hint, "annotation", None)
+    options = [hint, *typing.get_args(hint)]
+    for option in options:
+        if isinstance(option, type) and hasattr(option, "__dataclass_fields__"):
+            return option
+    raise HarnessError(f"{setting}={trainer_cls.__name__}: its `args` names no config class; expected a TRL trainer")
+
+
+def as_trl_reward(
+    reward: Reward, eos_token_id: int | None = None, missing_eos_penalty: float = 0.0
+) -> Callable[..., list[float]]:
+    """Our reward as TRL's online trainers want it: keyword arguments, and a `__name__` its metrics are named after.
+
+    A completion that never emits EOS (cut at `max_completion_length`) loses `missing_eos_penalty`: without
+    it the policy learns to ramble until the cut (the missing-EOS penalty of Huang et al. 2024).
+    """
+
+    def reward_func(
+        prompts: Sequence[str],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]] | None = None,
+        **_: Any,
+    ) -> list[float]:
+        scores = check_rewards(reward.name, reward.fn(list(prompts), list(completions)))
+        if missing_eos_penalty and completion_ids is not None and eos_token_id is not None:
+            scores = [
+                s - missing_eos_penalty * (eos_token_id not in ids)
+                for s, ids in zip(scores, completion_ids, strict=True)
+            ]
+        return scores
+
+    reward_func.__name__ = f"reward_{reward.name}"
+    return reward_func
+
+
+def unpaired(pairs: Any) -> Any:
+    """Preference pairs as single completions labelled good (chosen) or bad (rejected), pair by pair."""
+    from datasets import Dataset
+
+    rows = []
+    for prompt, chosen, rejected in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True):
+        rows.append({"prompt": prompt, "completion": chosen, "label": True})
+        rows.append({"prompt": prompt, "completion": rejected, "label": False})
+    return Dataset.from_list(rows)
+
+
+class TRLMethod:
+    def __init__(
+        self,
+        name: str,
+        trainer_class: str,
+        data: str,
+        init: Any = None,
+        trainer: Mapping[str, Any] | None = None,
+        reference_model: bool = False,
+        pairs_from: Any = None,
+        missing_eos_penalty: float = 0.0,
+        logged: Sequence[str] = ("loss",),
+    ) -> None:
+        if data not in DATA_KINDS:
+            raise HarnessError(f"algorithm.data={data!r}: expected one of {', '.join(DATA_KINDS)}")
+        self.name = name
+        self.trainer_class = trainer_class
+        self.data = data
+        self.init = init  # the algorithm whose stage this one starts from (Hydra builds it from `init: ${sft}`)
+        self.trainer = dict(trainer or {})
+        self.reference_model = reference_model
+        self.pairs_from = pairs_from  # who samples the preference pairs (default: the starting policy)
+        self.missing_eos_penalty = missing_eos_penalty
+        self.logged = list(logged)
+
+    # -- the stage --------------------------------------------------------------------------------------
+    def start(self, run: Run) -> StageOutput:
+        """The policy training starts from: the `init` algorithm's stage, or the base model."""
+        return self.init.stage(run) if self.init is not None else run.base_model()
+
+    def stage(self, run: Run) -> StageOutput:
+        """This method's trained policy as a cached stage (other algorithms start from it through `init`)."""
+        start = self.start(run)
+        config: dict[str, Any] = {
+            "algorithm": self.name,
+            "trainer_class": self.trainer_class,
+            "data": self.data,
+            "trainer": plain(self.trainer),
+            "reference_model": self.reference_model,
+            "seed": run.seed,
+        }
+        inputs = {"start": start}
+        reward = None
+        if self.data == "demonstrations":
+            inputs["data"] = run.datasets()
+        elif self.data in ("preferences", "unpaired"):
+            source = self.pairs_from if self.pairs_from is not None else self.init
+            inputs["preferences"] = run.preferences(lambda: source.stage(run) if source is not None else start)
+        else:
+            reward = run.reward()
+            config.update(reward=reward.name, missing_eos_penalty=self.missing_eos_penalty)
+            inputs["data"] = run.datasets()
+            if reward.stages:
+                inputs["reward"] = reward.stages[-1]
+        build = lambda out: self._train(run, start, inputs, reward, out)  # noqa: E731
+        return run.stage(self.name, config, inputs, build, collective=True)  # every process trains
+
+    def train(self, run: Run) -> Policy:
+        stage = self.stage(run)
+        start = self.start(run)
+        reward = run.reward() if self.data == "prompts" else None
+        return Policy(
+            path=stage.path,
+            reference_path=start.path,
+            metrics={**(reward.metrics if reward else {}), **run.training_metrics(stage)},
+            proxy_reward=reward.fn if reward is not None and not reward.is_gold else None,
+        )
+
+    # -- training ---------------------------------------------------------------------------------------
+    def _train(
+        self, run: Run, start: StageOutput, inputs: Mapping[str, StageOutput], reward: Reward | None, out_dir: Path
+    ) -> dict[str, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from harness.training import fit
+
+        trainer_cls = import_object(self.trainer_class, "algorithm.trainer_class")
+        tokenizer = AutoTokenizer.from_pretrained(start.path)
+        model = AutoModelForCausalLM.from_pretrained(start.path, use_safetensors=True)
+        kwargs: dict[str, Any] = {}
+        if self.reference_model:
+            kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(start.path, use_safetensors=True)
+        facts: dict[str, Any] = {}
+        if self.data == "demonstrations":
+            kwargs["train_dataset"] = run.load_split("sft")
+        elif self.data in ("preferences", "unpaired"):
+            from datasets import load_from_disk
+
+            pairs = load_from_disk(str(inputs["preferences"].path))["preferences"]
+            pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
+            kwargs["train_dataset"] = pairs if self.data == "preferences" else unpaired(pairs)
+            facts["pairs"] = len(pairs)
+        else:
+            assert reward is not None
+            kwargs["reward_funcs"] = as_trl_reward(reward, tokenizer.eos_token_id, self.missing_eos_penalty)
+            kwargs["train_dataset"] = self._prompts_that_fit(run, model, tokenizer)
+        fitted = fit(
+            trainer_cls,
+            config_class(trainer_cls, "algorithm.trainer_class"),
+            self.trainer,
+            run=run,
+            model=model,
+            tokenizer=tokenizer,
+            out_dir=out_dir,
+            **kwargs,
+        )
+        return {**fitted.summary(*self.logged), **facts}
+
+    def _prompts_that_fit(self, run: Run, model: Any, tokenizer: Any) -> Any:
+        """The training prompts, less those with no room beside `max_completion_length` in the model's context
+        (TRL would fail on them deep inside the model). Dropped, not cut: TRL tokenises the text itself, and text
+        cut by tokens does not come back as the same tokens with every tokenizer."""
+        prompts = run.load_split("prompts")
+        setting = "algorithm.trainer.max_completion_length"
+        length = int(self.trainer.get("max_completion_length") or 0)
+        room = prompt_room(model, length, setting) if length else None
+        action = "training without them"
+        longer = warn_long_prompts(self.name, tokenizer, prompts["prompt"], room, length, setting, action)
+        if longer and len(longer) == len(prompts):
+            raise HarnessError(
+                f"{self.name}: no training prompt fits the model's context of {room + length} tokens beside "
+                f"{setting}={length}; expected shorter prompts or a smaller {setting}"
+            )
+        return prompts.select(sorted(set(range(len(prompts))) - set(longer))) if longer else prompts
