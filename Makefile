@@ -26,11 +26,15 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Six algorithms x three seeds on the testbed; ends with the comparison table and the path of report.html.
+# (Every method: `harness -m experiment=zoo`.)
 demo: setup
 	$(OFFLINE) $(BIN)/harness -m experiment=compare
 
+# ruff first (a clean clone once failed it); then the suite on both cores, each test file on one worker so its
+# module fixtures (shared trained stages) are built once
 test: setup browser
-	$(OFFLINE) $(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Headless Chromium for the browser check of report.html, from Debian (Playwright's own browser download host is
 # out of reach). Best effort: where it cannot be installed the browser test skips and says why.

@@ -116,10 +116,13 @@ def test_smoke_run_completes(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_a_bad_setting_is_one_line_from_the_cli(tmp_path) -> None:
+    """PPO's settings are checked while composing, like a TRL trainer's: Hydra names the key and the schema."""
     result = run_harness("algorithm=ppo", "algorithm.trainer.batch_size=big", "logger=none", f"results_dir={tmp_path}")
-    assert result.returncode == 2
-    assert "error: algorithm.trainer.batch_size='big': expected an integer" in result.stderr
+    assert result.returncode == 1
+    assert "Value 'big' of type 'str' could not be converted to Integer" in result.stderr
+    assert "full_key: algorithm.trainer.batch_size" in result.stderr and "PPOConfigFields" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("result.json"))  # refused before any job started
 
 
 # --- config: no training ---------------------------------------------------------------------------------

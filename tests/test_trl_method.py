@@ -152,10 +152,11 @@ def test_an_external_yaml_method_runs_in_a_sweep(tmp_path: Path, external_conf: 
     assert set(results) == {"sft", "heavy_kto"}
     kto = results["heavy_kto"]
     assert kto["status"] == "complete"
-    assert kto["stages"]["start"]["key"] == results["sft"]["stages"]["sft"]["key"]  # started from the same SFT
+    trained = Path(kto["stages"]["heavy_kto"]["path"])
+    start = json.loads((trained / "stage.json").read_text())["inputs"]["start"]
+    assert start == results["sft"]["stages"]["sft"]["key"]  # started from the same SFT as algorithm=sft
     assert kto["metrics"]["train/params_changed"] > 0.5
     assert kto["metrics"]["train/global_step"] == 4
-    trained = Path(kto["stages"]["heavy_kto"]["path"])
     assert (trained / "model.safetensors").exists()
     (comparison,) = tmp_path.rglob("comparison.md")
     assert "heavy_kto" in comparison.read_text()
