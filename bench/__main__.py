@@ -3,7 +3,8 @@
     python -m bench [--only overhead,ppo,demo] [--reps 3] [--ppo-episodes N]
 
 Each benchmark measures its baseline in the same invocation and reports ratios of medians (see each module).
-About 30 minutes on 2 CPU cores: overhead ~9, PPO ~12 (the TRL 1.12 environment is made once), demo ~8.
+About 45 minutes on 2 CPU cores: overhead ~23 (SFT, DPO, KTO, ORPO), PPO ~12 (the TRL 1.12 environment is made
+once), demo ~8.
 """
 
 from __future__ import annotations
