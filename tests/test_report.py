@@ -106,7 +106,7 @@ def test_report_files_and_numbers(complete_sweep: Path) -> None:
     columns = ["gold reward", "Δ gold reward vs sft", "grammatical", "KL (nats)", "proxy reward", "distinct-2"]
     header = "| " + " | ".join(["algorithm", "seeds", *columns]) + " |"
     assert header in report.markdown
-    assert "KL is to the reference policy (SFT;" in report.markdown  # the kl suite's note, in the caption
+    assert "KL is to the policy a method started from (SFT;" in report.markdown  # the kl suite's note, in the caption
     # the markdown marks the best mean per metric: ppo on gold reward (0.85)
     assert "| ppo | 3 | **0.850 [" in report.markdown
     assert "+0.100 [-0.024, +0.224]" in report.markdown
@@ -239,3 +239,13 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     assert statuses["base"] == ("complete", None)
     assert statuses["checkpoint"][0] == "failed" and "algorithm.path is not set" in statuses["checkpoint"][1]
     assert "**failed**: algorithm=checkpoint seed=0: algorithm.path is not set" in done.stdout
+
+
+def test_every_algorithm_of_a_zoo_gets_its_own_colour() -> None:
+    from types import SimpleNamespace
+
+    from harness.report.plots import _colours
+
+    for count in (6, 15):
+        groups = [SimpleNamespace(algorithm=f"method{i}") for i in range(count)]
+        assert len(set(_colours(groups).values())) == count

@@ -32,9 +32,11 @@ def _png(figure) -> bytes:
 
 
 def _colours(groups: list[Group]) -> dict[str, tuple]:
-    palette = _pyplot().get_cmap("tab10")
+    """One colour per algorithm: tab10 up to ten, else tab20 (a zoo of 15 methods must not share colours)."""
     algorithms = list(dict.fromkeys(group.algorithm for group in groups))
-    return {name: palette(index % 10) for index, name in enumerate(algorithms)}
+    size = 10 if len(algorithms) <= 10 else 20
+    palette = _pyplot().get_cmap(f"tab{size}")
+    return {name: palette(index % size) for index, name in enumerate(algorithms)}
 
 
 def _error(summary) -> float:
