@@ -32,7 +32,7 @@ register_configs()
 def apply_smoke(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """`debug=smoke`: merge every plugin's own `smoke:` block (its tiny budget) over its settings.
 
-    Nested plugin configs (an algorithm's `init: sft`) carry their own blocks and are handled the same way.
+    Nested plugin configs (the top-level `sft`, an algorithm's `init`) carry their own blocks, handled the same way.
     The user's own command-line values (`overrides`) are applied again afterwards, so
     `debug=smoke model.train.steps=300` means what it says. Without `debug=smoke` the blocks are dropped.
     """

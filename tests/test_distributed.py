@@ -47,6 +47,15 @@ def _jobs(processes: int) -> dict[str, list[str]]:
             "algorithm.trainer.total_episodes=640",
             "algorithm.trainer.num_minibatches=1",
         ],
+        "reinforce_pp": [  # no critic: the advantages are whitened over every process's tokens
+            "algorithm=reinforce_pp",
+            *(f"sft.{o}" for o in sft),
+            f"reward.trainer.per_device_train_batch_size={per}",
+            "reward.trainer.max_steps=10",
+            f"algorithm.trainer.batch_size={32 // processes}",
+            "algorithm.trainer.total_episodes=640",
+            "algorithm.trainer.num_minibatches=1",
+        ],
     }
 
 
@@ -70,7 +79,7 @@ def runs(tmp_path_factory) -> tuple[dict, dict]:
     return _run(1, tmp_path_factory.mktemp("one")), _run(2, tmp_path_factory.mktemp("two"))
 
 
-@pytest.mark.parametrize("algorithm", ["sft", "dpo", "ppo"])
+@pytest.mark.parametrize("algorithm", ["sft", "dpo", "ppo", "reinforce_pp"])
 def test_two_processes_match_one(runs, algorithm: str) -> None:
     one, two = runs[0][algorithm], runs[1][algorithm]
     assert one["status"] == two["status"] == "complete"

@@ -26,7 +26,7 @@ def pick_best(scores: Sequence[float], n: int) -> list[int]:
 class BestOfN:
     def __init__(self, name: str = "best_of_n", init: Any = None, n: int = 16) -> None:
         self.name = name
-        self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
+        self.init = init  # the SFT method (Hydra builds it from `init: ${sft}`)
         self.n = n
 
     def train(self, run: Run) -> Policy:

@@ -918,13 +918,13 @@ def restore_state(
 class PPO:
     def __init__(self, name: str = "ppo", init: Any = None, trainer: Mapping[str, Any] | None = None) -> None:
         self.name = name
-        self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
+        self.init = init  # the SFT method (Hydra builds it from `init: ${sft}`)
         self.trainer = dict(trainer or {})
 
     def _sft(self, run: Run) -> StageOutput:
         init = self.init
         if init is None:
-            raise HarnessError("algorithm.init: PPO needs the SFT algorithm it starts from (init: sft)")
+            raise HarnessError("algorithm.init: PPO needs the SFT method it starts from (init: ${sft})")
         if isinstance(init, Mapping):  # built without Hydra's recursive instantiation
             from hydra.utils import instantiate
 

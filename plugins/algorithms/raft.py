@@ -85,7 +85,7 @@ class RAFT:
         if not temperature > 0:
             raise HarnessError(f"algorithm.temperature={temperature!r}: expected a positive temperature")
         self.name = name
-        self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
+        self.init = init  # the SFT method (Hydra builds it from `init: ${sft}`)
         self.trainer = dict(trainer or {})
         self.rounds = rounds
         self.n = n

@@ -95,7 +95,7 @@ class LearnedReward:
         eval_fraction: float = 0.1,
     ) -> None:
         self.name = name
-        self.init = init  # the SFT algorithm (Hydra builds it from `init: sft`)
+        self.init = init  # the SFT method (Hydra builds it from `init: ${sft}`)
         self.trainer = dict(trainer or {})
         self.eval_fraction = eval_fraction
 
