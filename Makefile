@@ -34,7 +34,7 @@ demo: setup
 # module fixtures (shared trained stages) are built once
 test: setup browser
 	$(BIN)/ruff check .
-	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 # Headless Chromium for the browser check of report.html, from Debian (Playwright's own browser download host is
 # out of reach). Best effort: where it cannot be installed the browser test skips and says why.
