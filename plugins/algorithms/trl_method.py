@@ -50,15 +50,14 @@ def import_object(path: str, setting: str) -> Any:
 
 
 def config_class(trainer_cls: type, setting: str) -> type:
-    """The config class a TRL trainer takes as `args` (its signature says: `args: KTOConfig | None`)."""
+    """The config class a TRL trainer takes as `args` (its signature says: `args: KTOConfig | None`). Read from the
+    signature's annotation object: `typing.get_type_hints` fails on TRL trainers (other parameters are annotated with
+    names such as "PeftConfig" that are imported only for type checking)."""
     import inspect
     import typing
 
-    try:
-        hint = typing.get_type_hints(trainer_cls.__init__).get("args")
-    except Exception:  # unresolvable forward references: read the annotation's text instead
-        hint = inspect.signature(trainer_cls.__init__).parameters.get("args")
-        hint = getattr(hint, "annotation", None)
+    parameter = inspect.signature(trainer_cls.__init__).parameters.get("args")
+    hint = getattr(parameter, "annotation", None)
     options = [hint, *typing.get_args(hint)]
     for option in options:
         if isinstance(option, type) and hasattr(option, "__dataclass_fields__"):
@@ -136,7 +135,9 @@ class TRLMethod:
 
     def stage(self, run: Run) -> StageOutput:
         """This method's trained policy as a cached stage (other algorithms start from it through `init`)."""
-        start = self.start(run)
+        return self._stage(run, self.start(run))
+
+    def _stage(self, run: Run, start: StageOutput) -> StageOutput:
         config: dict[str, Any] = {
             "algorithm": self.name,
             "trainer_class": self.trainer_class,
@@ -162,8 +163,8 @@ class TRLMethod:
         return run.stage(self.name, config, inputs, build, collective=True)  # every process trains
 
     def train(self, run: Run) -> Policy:
-        stage = self.stage(run)
         start = self.start(run)
+        stage = self._stage(run, start)
         reward = run.reward() if self.data == "prompts" else None
         return Policy(
             path=stage.path,
