@@ -6,13 +6,14 @@ it needs through `Run` and puts its own expensive work through `Run.stage`, so i
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -21,7 +22,7 @@ from omegaconf import DictConfig
 from harness.declarations import split_declarations
 from harness.devices import resolve_device, torch_threads
 from harness.errors import HarnessError
-from harness.protocols import EvalContext, ModelSource, Policy, Reward, RewardSource, Task
+from harness.protocols import EvalContext, GoldStandard, ModelSource, Policy, Reward, RewardSource, Task
 from harness.schema import plain
 from harness.stages import HISTORY, StageCache, StageOutput
 
@@ -89,6 +90,13 @@ class Run:
         self.stages.setdefault(name, output)
         return output
 
+    def with_seed(self, seed: int) -> Run:
+        """This job with another training seed: the same cache, data, logger and stage record. For a stage every
+        job of a sweep shares (a judge) that must not depend on which job happened to build it."""
+        twin = copy.copy(self)
+        twin.seed = seed
+        return twin
+
     @cached_property
     def _datasets(self) -> StageOutput:
         config = plain(self.cfg.task)
@@ -128,47 +136,119 @@ class Run:
         """The reward chosen with `reward=...` (built once per job; a learned one is a cached stage)."""
         return self._reward
 
-    def preferences(self, policy: StageOutput | Callable[[], StageOutput]) -> StageOutput:
+    # purpose -> (the task's own pairs, else the prompts to sample pairs on)
+    SPLITS: ClassVar[dict[str, tuple[str, str]]] = {
+        "train": ("preferences", "prompts"),
+        "judge": ("judge_preferences", "judge_prompts"),
+    }
+
+    def preferences(self, policy: StageOutput | Callable[[], StageOutput], purpose: str = "train") -> StageOutput:
         """Preference pairs: the task's own `preferences` split if it ships one, else pairs sampled from `policy`
         (a stage, or a function that builds it, called only when pairs must be sampled) on the task's prompts and
         labelled by the task (`label_pairs`, e.g. the gold reward with Bradley-Terry noise, as in the DPO paper's
         IMDb experiment). Sampled with `pair_generation` settings, not the evaluation's: changing how policies are
-        evaluated does not re-sample the pairs (nor retrain what is trained on them)."""
+        evaluated does not re-sample the pairs (nor retrain what is trained on them).
+
+        `purpose="judge"`: pairs no method trains on, for a held-out judge: the task's `judge_preferences` split,
+        else pairs sampled on its `judge_prompts`. The returned stage holds them as its `preferences` split; read
+        them with `load_split("preferences", stage)`."""
         from datasets import load_from_disk
 
+        if purpose not in self.SPLITS:
+            raise HarnessError(f"preferences purpose={purpose!r}: expected one of {sorted(self.SPLITS)}")
+        pairs_split, prompts_split = self.SPLITS[purpose]
         data = self.datasets()
-        if "preferences" in load_from_disk(str(data.path)):
-            return data
+        shipped = load_from_disk(str(data.path))
+        if pairs_split in shipped:
+            if pairs_split == "preferences":
+                return data
+            return self.stage(
+                f"{purpose}_preferences",
+                {"split": pairs_split},
+                {"data": data},
+                lambda out: self._copy_split(data, pairs_split, out),
+            )
         label_pairs = getattr(self.task, "label_pairs", None)
         if label_pairs is None:
-            raise HarnessError(f"task {self.task.name!r} has no preferences split and cannot label sampled pairs")
+            raise HarnessError(f"task {self.task.name!r} has no {pairs_split} split and cannot label sampled pairs")
+        if prompts_split not in shipped:
+            raise HarnessError(f"task {self.task.name!r} has neither a {pairs_split} nor a {prompts_split} split")
         source = policy() if callable(policy) else policy
         settings = {**plain(self.cfg.pair_generation), "num_prompts": None}
-        config = {"generation": settings, "task": plain(self.cfg.task)}
+        config: dict[str, Any] = {"generation": settings, "task": plain(self.cfg.task)}
+        if purpose != "train":
+            config["prompts"] = prompts_split
 
         def build(out_dir: Path) -> dict[str, Any]:
             from datasets import Dataset, DatasetDict
 
             from harness.generation import load_policy, sample_completions
 
-            prompts = list(self.load_split("prompts")["prompt"])
+            raw = list(load_from_disk(str(data.path))[prompts_split]["prompt"])
+            prompts = [self.chat.prompt(p) for p in raw]
             model, tokenizer = load_policy(source.path, self.device)
             pairs = [*prompts, *prompts]  # two independent samples per prompt
             completions = sample_completions(model, tokenizer, pairs, settings, self.device).completions
             first, second = completions[: len(prompts)], completions[len(prompts) :]
-            rows, info = label_pairs(prompts, first, second)
+            rows, info = label_pairs(raw, first, second)  # the task labels its own prompts, as it wrote them
             DatasetDict({"preferences": Dataset.from_list(rows)}).save_to_disk(str(out_dir))
             return {"pairs": len(rows), **info}
 
-        return self.stage("preferences", config, {"data": data, "policy": source}, build)
+        name = "preferences" if purpose == "train" else f"{purpose}_preferences"
+        return self.stage(name, config, {"data": data, "policy": source}, build)
 
-    def load_split(self, split: str) -> Any:
+    @staticmethod
+    def _copy_split(data: StageOutput, split: str, out_dir: Path) -> dict[str, Any]:
+        from datasets import DatasetDict, load_from_disk
+
+        pairs = load_from_disk(str(data.path))[split]
+        DatasetDict({"preferences": pairs}).save_to_disk(str(out_dir))
+        return {"pairs": len(pairs)}
+
+    def load_split(self, split: str, stage: StageOutput | None = None) -> Any:
+        """A split of the task's datasets (or of `stage`, e.g. a preferences stage), its prompts and completions
+        rendered for the base model: its chat template for messages, text unchanged (harness.chat)."""
         from datasets import load_from_disk
 
-        splits = load_from_disk(str(self.datasets().path))
+        source = stage if stage is not None else self.datasets()
+        splits = load_from_disk(str(source.path))
         if split not in splits:
-            raise HarnessError(f"task {self.task.name!r} has no {split!r} split; it has {sorted(splits)}")
-        return splits[split]
+            owner = f"task {self.task.name!r}" if stage is None else f"stage {source.name!r}"
+            raise HarnessError(f"{owner} has no {split!r} split; it has {sorted(splits)}")
+        return self.chat.dataset(splits[split])
+
+    @cached_property
+    def chat(self) -> Any:
+        """How this run's models read the task's conversations (`harness.chat.ChatFormat` of the base model's
+        tokenizer; every policy, reward model and judge trained here shares that tokenizer)."""
+        from transformers import AutoTokenizer
+
+        from harness.chat import ChatFormat
+
+        return ChatFormat(AutoTokenizer.from_pretrained(self.base_model().path))
+
+    def gold(self) -> GoldStandard | None:
+        """The task's gold standard, called with prompts as the task wrote them (messages stay messages) whatever
+        the rendered text the policies were given."""
+        gold = self.task.gold()
+        if gold is None or not self._raw_prompts:
+            return gold
+        return RawPromptGold(gold, self._raw_prompts)
+
+    @cached_property
+    def _raw_prompts(self) -> dict[str, Any]:
+        """Rendered prompt text -> the task's own prompt, for tasks whose prompts are messages (else empty)."""
+        from datasets import load_from_disk
+
+        from harness.chat import is_conversation
+
+        raw: dict[str, Any] = {}
+        for split in load_from_disk(str(self.datasets().path)).values():
+            if "prompt" not in split.column_names or not is_conversation(split[0]["prompt"] if len(split) else ""):
+                continue  # a split is all text or all messages
+            for prompt in split["prompt"]:
+                raw.setdefault(self.chat.prompt(prompt), prompt)
+        return raw
 
     # -- logging ----------------------------------------------------------------------------------------
     def recorder(self, namespace: str, out_dir: Path) -> Any:
@@ -193,6 +273,22 @@ class Run:
                 step = row.pop("step", None)
                 self.logger.log({f"{namespace}/{k}": v for k, v in row.items()}, step=step)
         return {f"{namespace}/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)}
+
+
+class RawPromptGold:
+    """A gold standard handed rendered prompts that answers for the task's own (its messages)."""
+
+    def __init__(self, gold: GoldStandard, raw: Mapping[str, Any]) -> None:
+        self.inner, self.raw = gold, raw
+
+    def _prompts(self, prompts: Sequence[Any]) -> list[Any]:
+        return [self.raw.get(p, p) if isinstance(p, str) else p for p in prompts]
+
+    def reward(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[float]:
+        return self.inner.reward(self._prompts(prompts), completions)
+
+    def grammatical(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[bool]:
+        return self.inner.grammatical(self._prompts(prompts), completions)
 
 
 def stage_summary(stages: Mapping[str, StageOutput]) -> dict[str, Any]:

@@ -104,7 +104,12 @@ def test_prompts_longer_than_the_context_warn_and_the_job_completes(tmp_path: Pa
     path = write_jsonl(tmp_path / "prefs.jsonl", preference_rows(60, long_prompt_every=2))
     results = tmp_path / "results"
     result = run_harness(
-        "task=hf_preferences", f"task.path={path}", "task.eval_fraction=0.2", "algorithm=grpo", *SMOKE,
+        "task=hf_preferences",
+        f"task.path={path}",
+        "task.eval_fraction=0.2",
+        "task.judge_fraction=0",
+        "algorithm=grpo",
+        *SMOKE,
         f"results_dir={results}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -149,7 +154,7 @@ def nan_reward(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> An
         from plugins.rewards.gold import GoldReward
 
         gold = SimpleNamespace(reward=lambda prompts, completions: [0.5, nan, nan])
-        run = SimpleNamespace(task=SimpleNamespace(name="testbed", gold=lambda: gold))
+        run = SimpleNamespace(task=SimpleNamespace(name="testbed"), gold=lambda: gold)
         return GoldReward().load(run).fn
     if kind == "learned":
         import torch

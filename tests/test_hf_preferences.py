@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from harness.chat import render_plain
 from harness.errors import HarnessError
 from plugins.tasks.hf_preferences import HFPreferences
 
@@ -41,11 +42,13 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def build(tmp_path: Path, path: Path | str, **settings: Any) -> tuple[dict[str, Any], Any]:
+    """The task's splits; without a judge split unless `judge_fraction` is given (the judge has tests of its own,
+    and the sizes the other tests check are those of training and evaluation)."""
     from datasets import load_from_disk
 
     out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
     out.mkdir()
-    metrics = HFPreferences(path=str(path), **settings).build_datasets(out)
+    metrics = HFPreferences(path=str(path), **{"judge_fraction": 0, **settings}).build_datasets(out)
     return metrics, load_from_disk(str(out))
 
 
@@ -172,47 +175,111 @@ def test_rows_sharing_a_prompt_stay_on_one_side(tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------- conversational forms
-def test_messages_without_a_prompt_column(tmp_path: Path) -> None:
-    rows = [
-        {
-            "chosen": [
-                {"role": "user", "content": f"hi {i}"},
-                {"role": "assistant", "content": "hello"},
-                {"role": "user", "content": "how are you?"},
-                {"role": "assistant", "content": f"fine {i}, thanks"},
-            ],
-            "rejected": [
-                {"role": "user", "content": f"hi {i}"},
-                {"role": "assistant", "content": "hello"},
-                {"role": "user", "content": "how are you?"},
-                {"role": "assistant", "content": "go away"},
-            ],
-        }
-        for i in range(10)
+def user(content: str) -> dict[str, str]:
+    return {"role": "user", "content": content}
+
+
+def reply(content: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": content}]
+
+
+def dialogue_rows(n: int) -> list[dict[str, Any]]:
+    """Whole conversations in chosen / rejected, no prompt column (e.g. trl-lib/ultrafeedback_binarized)."""
+    context = lambda i: [user(f"hi {i}"), *reply("hello"), user("how are you?")]  # noqa: E731
+    return [
+        {"chosen": [*context(i), *reply(f"fine {i}, thanks")], "rejected": [*context(i), *reply("go away")]}
+        for i in range(n)
     ]
-    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", rows), eval_fraction=0.1)
+
+
+def test_messages_without_a_prompt_column(tmp_path: Path) -> None:
+    """The turns before the last assistant message are the prompt; the completions are that message alone."""
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", dialogue_rows(10)), eval_fraction=0.1)
     row = splits["preferences"][0]
-    i = row["prompt"].split()[2]
-    prompt = f"Human: hi {i}\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
-    assert row == {"prompt": prompt, "chosen": f" fine {i}, thanks", "rejected": " go away"}
-    assert prompt + f" fine {i}, thanks" in list(splits["pretrain"]["text"])
+    i = row["prompt"][0]["content"].split()[1]
+    prompt = [user(f"hi {i}"), *reply("hello"), user("how are you?")]
+    assert row == {"prompt": prompt, "chosen": reply(f"fine {i}, thanks"), "rejected": reply("go away")}
+    assert row_for(splits["sft"], prompt) == {"prompt": prompt, "completion": reply(f"fine {i}, thanks")}
+    assert prompt in splits["prompts"]["prompt"]
     [held] = splits["eval_prompts"]["prompt"]
-    assert held.startswith("Human: hi ") and held.endswith("\n\nAssistant:")
+    assert held[0]["content"].startswith("hi ") and held[-1] == user("how are you?")
+    assert not any(message["role"] == "assistant" and "thanks" in message["content"] for message in held)
+
+
+def test_plain_rendering_of_messages_is_the_hh_text(tmp_path: Path) -> None:
+    """A model without a chat template reads the messages as the HH transcript the task used to write, and a model
+    pretrained from scratch reads that same text."""
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", dialogue_rows(10)), eval_fraction=0.1)
+    row = splits["preferences"][0]
+    i = row["prompt"][0]["content"].split()[1]
+    text = f"Human: hi {i}\n\nAssistant: hello\n\nHuman: how are you?\n\nAssistant:"
+    assert render_plain(row["prompt"]) == text
+    assert render_plain([*row["prompt"], *row["chosen"]], generation_prompt=False) == text + f" fine {i}, thanks"
+    assert text + f" fine {i}, thanks" in splits["pretrain"]["text"]
+    assert text + " go away" in splits["pretrain"]["text"]
+    [held] = splits["eval_prompts"]["prompt"]
+    assert render_plain(held) + " go away" in splits["pretrain_heldout"]["text"]
 
 
 def test_messages_with_a_prompt_column(tmp_path: Path) -> None:
     rows = [
         {
-            "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": f"name {i} colours"}],
-            "chosen": [{"role": "assistant", "content": "red, blue"}],
-            "rejected": [{"role": "assistant", "content": "no"}],
+            "prompt": [{"role": "system", "content": "be brief"}, user(f"name {i} colours")],
+            "chosen": reply("red, blue"),
+            "rejected": reply("no"),
         }
         for i in range(10)
     ]
     _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", rows), eval_fraction=0.1)
     row = splits["sft"][0]
-    i = row["prompt"].split("name ")[1].split()[0]
-    assert row == {"prompt": f"System: be brief\n\nHuman: name {i} colours\n\nAssistant:", "completion": " red, blue"}
+    i = row["prompt"][1]["content"].split()[1]
+    prompt = [{"role": "system", "content": "be brief"}, user(f"name {i} colours")]
+    assert row == {"prompt": prompt, "completion": reply("red, blue")}
+    assert render_plain(prompt) == f"System: be brief\n\nHuman: name {i} colours\n\nAssistant:"
+
+
+def test_text_prompt_column_before_conversations_is_a_user_turn(tmp_path: Path) -> None:
+    """A text prompt column and conversations that go on from it: the prompt is the user's first turn."""
+    rows = [
+        {
+            "prompt": f"hi {i}",
+            "chosen": [*reply("hello"), user("a joke?"), *reply("a pun")],
+            "rejected": [*reply("hello"), user("a joke?"), *reply("no")],
+        }
+        for i in range(10)
+    ]
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", rows), eval_fraction=0.1)
+    row = splits["preferences"][0]
+    i = row["prompt"][0]["content"].split()[1]
+    assert row["prompt"] == [user(f"hi {i}"), *reply("hello"), user("a joke?")]
+    assert (row["chosen"], row["rejected"]) == (reply("a pun"), reply("no"))
+
+
+def test_message_prompt_with_text_completions(tmp_path: Path) -> None:
+    """Completions written as text beside a prompt of messages become the assistant's reply (one form per row)."""
+    rows = [{"prompt": [user(f"q {i}")], "chosen": " yes ", "rejected": "no"} for i in range(10)]
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", rows), eval_fraction=0.1)
+    row = splits["preferences"][0]
+    assert row["prompt"][0]["role"] == "user"
+    assert (row["chosen"], row["rejected"]) == (reply("yes"), reply("no"))
+
+
+def test_hh_transcripts_as_messages(tmp_path: Path) -> None:
+    rows = [
+        {
+            "chosen": f"\n\nHuman: hi {i}\n\nAssistant: hello\n\nHuman: a joke?\n\nAssistant: a pun",
+            "rejected": f"\n\nHuman: hi {i}\n\nAssistant: hello\n\nHuman: a joke?\n\nAssistant: no",
+        }
+        for i in range(10)
+    ]
+    path = write_jsonl(tmp_path / "hh.jsonl", rows)
+    _, splits = build(tmp_path, path, eval_fraction=0.1, transcripts_as_messages=True)
+    row = splits["preferences"][0]
+    i = row["prompt"][0]["content"].split()[1]
+    prompt = [user(f"hi {i}"), *reply("hello"), user("a joke?")]
+    assert row == {"prompt": prompt, "chosen": reply("a pun"), "rejected": reply("no")}
+    _, as_text = build(tmp_path, path, eval_fraction=0.1)
+    assert render_plain(prompt) in as_text["prompts"]["prompt"]
 
 
 def test_hh_transcripts_split_at_the_last_shared_assistant_turn(tmp_path: Path) -> None:
@@ -247,6 +314,54 @@ def test_small_fraction_still_holds_out_one_prompt(tmp_path: Path) -> None:
     assert len(splits["eval_prompts"]) == 1 and len(splits["preferences"]) == 2
 
 
+# ------------------------------------------------------------------------------------------- judge split
+def test_judge_split_is_held_out_from_training(tmp_path: Path) -> None:
+    """200 prompts: 10 (5%) held out for evaluation, 19 of the other 190 (10%) for the judge, 171 to train on."""
+    metrics, splits = build(tmp_path, write_jsonl(tmp_path / "p.jsonl", pairs(200)), judge_fraction=0.1)
+    assert set(splits) == SPLITS | {"judge_preferences"}
+    assert splits["judge_preferences"].column_names == ["prompt", "chosen", "rejected"]
+    sizes = {name: len(split) for name, split in splits.items()}
+    assert sizes == {
+        "preferences": 171,
+        "sft": 171,
+        "prompts": 171,
+        "eval_prompts": 10,
+        "judge_preferences": 19,
+        "pretrain": 342,
+        "pretrain_heldout": 20,
+    }
+    assert metrics["size_judge_preferences"] == 19
+    judge = set(splits["judge_preferences"]["prompt"])
+    for split in ("preferences", "sft", "prompts", "eval_prompts"):
+        assert not judge & set(splits[split]["prompt"]), split
+    pretrain = " | ".join(splits["pretrain"]["text"])
+    assert not any(f"{prompt} " in pretrain for prompt in judge)
+    row = splits["judge_preferences"][0]
+    i = row["prompt"].split()[1]
+    assert row == {"prompt": f"question {i} is", "chosen": f" good answer {i}", "rejected": f" bad answer {i}"}
+
+
+def test_eval_prompts_do_not_depend_on_the_judge(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", pairs(100))
+    built = [build(tmp_path, path, judge_fraction=fraction)[1] for fraction in (0, 0.1, 0.3, 0.3)]
+    held_out = [set(splits["eval_prompts"]["prompt"]) for splits in built]
+    assert held_out[0] == held_out[1] == held_out[2]
+    assert "judge_preferences" not in built[0]
+    judges = [set(splits["judge_preferences"]["prompt"]) for splits in built[1:]]
+    assert (len(judges[0]), len(judges[1])) == (10, 28)  # of the 95 training prompts
+    assert judges[1] == judges[2]  # seeded
+
+
+def test_judge_prompts_of_messages_are_disjoint_from_training(tmp_path: Path) -> None:
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", dialogue_rows(30)), judge_fraction=0.2)
+    key = lambda prompts: {json.dumps(p, sort_keys=True) for p in prompts}  # noqa: E731
+    judge = key(splits["judge_preferences"]["prompt"])
+    assert len(judge) == 6 and splits["judge_preferences"][0]["chosen"][0]["role"] == "assistant"
+    assert not judge & key(splits["prompts"]["prompt"])
+    assert not judge & key(splits["eval_prompts"]["prompt"])
+    assert not judge & key(splits["preferences"]["prompt"])
+
+
 def test_no_exact_judge() -> None:
     assert HFPreferences(path="x.jsonl").gold() is None
 
@@ -261,6 +376,7 @@ def test_yaml_instantiates_with_exactly_its_keys(compose) -> None:
     task = instantiate(cfg.task, _convert_="all")
     assert isinstance(task, HFPreferences)
     assert (task.path, task.split, task.max_examples, task.eval_fraction) == ("data/prefs.jsonl", "train", 2000, 0.05)
+    assert (task.judge_fraction, task.transcripts_as_messages) == (0.1, False)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -336,7 +452,30 @@ ERRORS: dict[str, tuple[Any, dict[str, Any], list[str]]] = {
     "malformed message": (
         lambda t: jsonl(t, [{"prompt": "p", "chosen": [{"role": "assistant"}], "rejected": [{"role": "assistant"}]}]),
         {},
-        ["row 0, column 'chosen', message 0"],
+        ["row 0, chosen[0]", "expected a message {role, content}"],
+    ),
+    "unknown role": (
+        lambda t: jsonl(
+            t, [*dialogue_rows(2), {**dialogue_rows(1)[0], "rejected": [user("x"), {"role": "bot", "content": "y"}]}]
+        ),
+        {},
+        ["bad.jsonl", "row 2, rejected[1].role='bot'", "expected one of system, user, assistant"],
+    ),
+    "text and message rows mixed": (
+        lambda t: jsonl(t, [*pairs(2), {"prompt": "p", "chosen": reply("a"), "rejected": reply("b")}]),
+        {},
+        ["bad.jsonl", "row 2 is messages and row 0 is text", "one form"],
+    ),
+    "prompt ending in the assistant's turn": (
+        lambda t: jsonl(t, [{"prompt": [user("p"), *reply("a")], "chosen": "b", "rejected": "c"}]),
+        {},
+        ["row 0", "ends in an assistant turn"],
+    ),
+    "judge fraction out of range": (lambda t: jsonl(t, pairs(3)), {"judge_fraction": 1}, ["task.judge_fraction=1"]),
+    "too few prompts for a judge": (
+        lambda t: jsonl(t, pairs(2)),
+        {"judge_fraction": 0.1},
+        ["bad.jsonl", "2 distinct prompts", "task.judge_fraction=0"],
     ),
     "transcripts without assistant turn": (
         lambda t: jsonl(t, [{"chosen": "hello there", "rejected": "hello you"}]),
@@ -409,7 +548,8 @@ def test_harness_runs_sft_on_a_local_preference_file(tmp_path: Path) -> None:
     result = json.loads(result_file.read_text())
     assert result["status"] == "complete"
     data_stage = result["stages"]["data"]["metrics"]
-    assert data_stage["size_eval_prompts"] == 10 and data_stage["size_preferences"] == 190
+    assert data_stage["size_eval_prompts"] == 10 and data_stage["size_preferences"] == 171
+    assert data_stage["size_judge_preferences"] == 19  # 10% of the training prompts, never trained on
     assert result["stages"]["sft"]["metrics"]["params_changed"] > 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.chat import use_end_of_turn_as_eos
 from harness.errors import HarnessError
 
 
@@ -34,6 +35,9 @@ class Pretrained:
             raise HarnessError(f"model.name_or_path={self.name_or_path!r} could not be loaded: {reason}") from error
         if tokenizer.pad_token is None:  # decoder-only models often ship without one; batching needs it
             tokenizer.pad_token = tokenizer.eos_token
+        # a chat model's replies end with its end-of-turn token: make it the EOS every stage stops and scores at
+        end_of_turn = use_end_of_turn_as_eos(tokenizer, model)
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
-        return {"parameters": sum(p.numel() for p in model.parameters())}
+        parameters = sum(p.numel() for p in model.parameters())
+        return {"parameters": parameters, "end_of_turn_is_eos": float(end_of_turn is not None)}

@@ -12,7 +12,7 @@ class GoldReward:
         self.name = name
 
     def load(self, run: Run) -> Reward:
-        gold = run.task.gold()
+        gold = run.gold()
         if gold is None:
             raise HarnessError(f"reward=gold: task {run.task.name!r} has no gold reward; use reward=learned")
         return Reward(name=self.name, fn=finite_reward(self.name, gold.reward), is_gold=True)

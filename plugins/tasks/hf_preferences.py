@@ -1,47 +1,44 @@
-"""Any preference dataset (prompt / chosen / rejected) as a task: a Hub dataset, a local file or a saved dataset.
+"""Datasets from the Hugging Face Hub or local files as tasks, and the first of them: preference pairs.
 
-Each row becomes plain text: a prompt and two completions that join onto it (`prompt + completion`). Rows may be
-- text: `prompt`, `chosen` and `rejected` are strings;
-- messages: `chosen` and `rejected` are lists of `{role, content}`; the completion is the last assistant message,
-  and the turns before it (a `prompt` column first, if any, then chosen's earlier turns) are rendered as
-  `Human: ...\\n\\nAssistant: ...` into a prompt that ends with `Assistant:`;
-- transcripts (Anthropic HH): no prompt column; `chosen` and `rejected` are whole dialogues and the prompt is their
-  common prefix up to and including its last `Assistant:`.
+`HFDataTask` is what every Hub-backed task shares: where the data is (a Hub name, a local file, a saved dataset
+or a directory of data files), the data stage's cache key (`fingerprint`), one-line errors for bad input, and
+rows read as text or as messages (harness.chat), which stay as they are:
+- text: the prompt and the completions are strings; a completion joins onto its prompt (`prompt + completion`);
+- messages: the prompt is a list of `{role, content}` messages ending in a system or user turn, and a completion
+  is `[{"role": "assistant", "content": reply}]` (TRL's conversational form). A dataset whose completions are
+  whole conversations gives the turns before the last assistant message to the prompt (after a `prompt` column,
+  if any, unless the conversation repeats it) and that message to the completion.
+The harness renders messages with each model's chat template later; a model pretrained from scratch reads
+them as a plain transcript (`harness.chat.render_plain`). Held-out rows are chosen by distinct prompt, so no
+evaluation prompt is seen in training. There is no exact judge (`gold()` is None).
 
-Held-out rows are chosen by distinct prompt, so no evaluation prompt is seen in training. There is no exact
-judge (`gold()` is None): evaluate with suites that need none.
+`HFPreferences` (`task=hf_preferences`, and the ready configs ultrafeedback, hh_rlhf, tldr) reads prompt /
+chosen / rejected; without a prompt column, chosen and rejected are Anthropic HH transcripts and the prompt is
+their common prefix up to and including its last `Assistant:` (kept as text, or parsed into messages).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.chat import check_messages, joinable, render_plain
 from harness.errors import HarnessError
 
-FIELDS = ("prompt", "chosen", "rejected")
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # `owner/name` or `name`: what a Hub dataset id looks like; anything else that does not exist is a missing file.
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
-ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
 ASSISTANT = "Assistant:"
+# A speaker's turn in an HH transcript; the text before the first one must be empty.
+HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 NO_PROMPT = object()  # the prompt of a row in a dataset without a prompt column
 
-
-def joinable(prompt: str, completion: str) -> str:
-    """The completion, with a leading space where `prompt + completion` would otherwise fuse two words."""
-    if prompt[-1:].isspace() or completion[:1].isspace():
-        return completion
-    return " " + completion
-
-
-def render(turns: list[dict[str, str]]) -> str:
-    """A conversation as HH-style plain text, ending where the assistant's reply begins."""
-    lines = [f"{ROLE_NAMES.get(t['role'], t['role'].capitalize())}: {t['content'].strip()}" for t in turns]
-    return "\n\n".join([*lines, ASSISTANT])
+Prompt = str | list[dict[str, str]]
 
 
 def reason(error: BaseException) -> str:
@@ -61,18 +58,82 @@ def short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class HFPreferences:
-    """`task=hf_preferences`: pairs of completions to one prompt, the better one first.
+def form(prompt: Prompt) -> str:
+    return "messages" if isinstance(prompt, list) else "text"
 
-    Splits: `preferences` (prompt, chosen, rejected) and `sft` (prompt, completion = chosen) from the training
-    rows; `prompts` (the distinct training prompts); `eval_prompts` (the distinct held-out prompts); `pretrain`
-    and `pretrain_heldout` (prompt + chosen and prompt + rejected, from training and held-out rows), so a base
-    model can be pretrained on the task's own text.
+
+def prompt_key(prompt: Prompt) -> str:
+    """What makes two prompts the same prompt: the text, or the messages' JSON."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+def distinct(prompts: Sequence[Prompt]) -> list[Prompt]:
+    """The prompts without repeats, in order of first appearance."""
+    seen: dict[str, Prompt] = {}
+    for prompt in prompts:
+        seen.setdefault(prompt_key(prompt), prompt)
+    return list(seen.values())
+
+
+def plain_text(prompt: Prompt, completion: str | list[dict[str, str]] | None = None) -> str:
+    """What a model pretrained from scratch reads: text as it is, messages as a plain transcript."""
+    if isinstance(prompt, str):
+        return prompt + (completion or "")
+    return render_plain([*prompt, *(completion or [])], generation_prompt=False)
+
+
+def assistant(reply: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": reply.strip()}]
+
+
+def column_type(kind: str) -> Any:
+    """The Arrow type of a split's column: `text`, `messages` or `bool`; fixed, so that empty splits keep it."""
+    from datasets import List, Value
+
+    if kind == "messages":
+        return List({"role": Value("string"), "content": Value("string")})
+    return Value("bool" if kind == "bool" else "string")
+
+
+def table(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, str]) -> Any:
+    """A `datasets.Dataset` with the given columns (name -> `text`, `messages` or `bool`)."""
+    from datasets import Dataset, Features
+
+    features = Features({column: column_type(kind) for column, kind in schema.items()})
+    return Dataset.from_dict({column: [row[column] for row in rows] for column in schema}, features=features)
+
+
+def prompts_table(examples: Sequence[Mapping[str, Any]], kind: str) -> Any:
+    """The distinct prompts of the rows, as a `prompt` column of `kind` (text or messages)."""
+    return table([{"prompt": p} for p in distinct([e["prompt"] for e in examples])], {"prompt": kind})
+
+
+def texts_table(texts: Sequence[str]) -> Any:
+    return table([{"text": t} for t in texts], {"text": "text"})
+
+
+def draw(prompts: list[str], fraction: float, rng: random.Random) -> set[str]:
+    """A seeded `fraction` of the prompts: at least one, never all."""
+    count = min(len(prompts) - 1, max(1, round(fraction * len(prompts))))
+    shuffled = list(prompts)
+    rng.shuffle(shuffled)
+    return set(shuffled[:count])
+
+
+class HFDataTask:
+    """What every Hub or local-file task shares: settings, loading, rows as text or messages, held-out prompts.
+
+    A subclass names its `completion_fields` (each a text or a one-assistant-message completion of the prompt),
+    its `other_fields` (read as they are) and writes its splits in `splits`.
     """
+
+    completion_fields: tuple[str, ...] = ()
+    other_fields: tuple[str, ...] = ()
+    prompt_optional = True  # without a prompt column, completions that are conversations hold the prompt
 
     def __init__(
         self,
-        name: str = "hf_preferences",
+        name: str,
         path: str = "",
         subset: str | None = None,
         split: str = "train",
@@ -90,6 +151,10 @@ class HFPreferences:
         self.eval_fraction = eval_fraction
         self.max_examples = max_examples
         self.seed = seed
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("prompt", *self.completion_fields, *self.other_fields)
 
     def gold(self) -> None:
         return None
@@ -111,7 +176,7 @@ class HFPreferences:
 
     # -- building -------------------------------------------------------------------------------------------
     def build_datasets(self, out_dir: Path) -> dict[str, Any]:
-        from datasets import Dataset, DatasetDict
+        from datasets import DatasetDict
 
         self._check_settings()
         dataset = self._load()
@@ -119,36 +184,55 @@ class HFPreferences:
             dataset = dataset.select(range(min(self.max_examples, len(dataset))))
         if len(dataset) == 0:
             raise HarnessError(f"{self._where}: the dataset is empty (split {self.split!r} has 0 rows)")
-        rows = self._rows(dataset)
-        held_out = self._held_out_prompts(rows)
-        train = [row for row in rows if row["prompt"] not in held_out]
-        evaluation = [row for row in rows if row["prompt"] in held_out]
-
-        def texts(part: list[dict[str, str]]) -> list[str]:
-            return [row["prompt"] + row[side] for row in part for side in ("chosen", "rejected")]
-
-        def distinct(part: list[dict[str, str]]) -> list[str]:
-            return list(dict.fromkeys(row["prompt"] for row in part))
-
-        splits = DatasetDict(
-            {
-                "preferences": Dataset.from_list(train),
-                "sft": Dataset.from_list([{"prompt": r["prompt"], "completion": r["chosen"]} for r in train]),
-                "prompts": Dataset.from_dict({"prompt": distinct(train)}),
-                "eval_prompts": Dataset.from_dict({"prompt": distinct(evaluation)}),
-                "pretrain": Dataset.from_dict({"text": texts(train)}),
-                "pretrain_heldout": Dataset.from_dict({"text": texts(evaluation)}),
-            }
-        )
+        examples = self._examples(dataset)
+        splits = DatasetDict(self.splits(examples))
         splits.save_to_disk(str(out_dir))
-        words = [len(text.split()) for text in texts(rows)]
+        words = [len(text.split()) for text in self.texts(examples)]
         return {
-            "rows": len(rows),
-            "distinct_prompts": len(distinct(rows)),
+            "rows": len(examples),
+            "distinct_prompts": len(distinct([e["prompt"] for e in examples])),
             "mean_text_words": sum(words) / len(words),
             "max_text_words": max(words),
             **{f"size_{split}": len(part) for split, part in splits.items()},
         }
+
+    def splits(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        """The task's splits (name -> `datasets.Dataset`) from its rows."""
+        raise NotImplementedError
+
+    def texts(self, examples: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The rows as the plain text a model pretrained on the task reads (every completion after its prompt)."""
+        if not self.completion_fields:
+            return [plain_text(e["prompt"]) for e in examples]
+        return [plain_text(e["prompt"], e[field]) for e in examples for field in self.completion_fields]
+
+    def held_out(
+        self, examples: list[dict[str, Any]], judge_fraction: float = 0.0
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The rows split by distinct prompt into training, evaluation (a seeded `eval_fraction` of the prompts,
+        at least one, never all) and judge rows (`judge_fraction` of the training prompts, drawn from a stream
+        of their own, so that the evaluation prompts do not depend on it)."""
+        prompts = [prompt_key(p) for p in distinct([e["prompt"] for e in examples])]
+        if len(prompts) < 2:
+            raise HarnessError(
+                f"{self._where}: every row has the same prompt; expected at least 2 distinct prompts, "
+                "to hold some out for evaluation"
+            )
+        evaluation = draw(prompts, self.eval_fraction, random.Random(self.seed))
+        judge: set[str] = set()
+        if judge_fraction:
+            training = [p for p in prompts if p not in evaluation]
+            if len(training) < 2:
+                raise HarnessError(
+                    f"{self._where}: {len(prompts)} distinct prompts are too few to hold some out for evaluation "
+                    "and some for the judge; expected at least 3 (or task.judge_fraction=0)"
+                )
+            judge = draw(training, judge_fraction, random.Random(f"judge-{self.seed}"))
+        parts: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]] = ([], [], [])
+        for example in examples:
+            key = prompt_key(example["prompt"])
+            parts[1 if key in evaluation else 2 if key in judge else 0].append(example)
+        return parts
 
     @property
     def _where(self) -> str:
@@ -159,13 +243,15 @@ class HFPreferences:
         return "file" if Path(self.path).expanduser().is_file() else "dataset"
 
     def _check_settings(self) -> None:
-        unknown = sorted(set(self.columns) - set(FIELDS))
+        unknown = sorted(set(self.columns) - set(self.fields))
         if unknown:
-            raise HarnessError(f"task.columns.{unknown[0]}: no such field; expected only prompt, chosen, rejected")
-        self.columns = {field: self.columns.get(field, field) for field in FIELDS}
-        for field in ("chosen", "rejected"):
-            if not isinstance(self.columns[field], str) or not self.columns[field]:
-                raise HarnessError(f"task.columns.{field}={self.columns[field]!r}: expected a column name")
+            raise HarnessError(f"task.columns.{unknown[0]}: no such field; expected only {', '.join(self.fields)}")
+        self.columns = {field: self.columns.get(field, field) for field in self.fields}
+        for field in self.fields:
+            optional = field == "prompt" and self.prompt_optional
+            column = self.columns[field]
+            if not (optional and column is None) and (not isinstance(column, str) or not column):
+                raise HarnessError(f"task.columns.{field}={column!r}: expected a column name")
         if not isinstance(self.path, str) or not self.path.strip():
             raise HarnessError(f"{self._where}: expected a Hub dataset name or a local file or directory")
         if not isinstance(self.eval_fraction, int | float) or not 0 < self.eval_fraction < 1:
@@ -246,53 +332,194 @@ class HFPreferences:
             raise HarnessError(f"task.subset={self.subset!r}: a subset names a Hub configuration; use null here")
 
     # -- rows -----------------------------------------------------------------------------------------------
-    def _rows(self, dataset: Any) -> list[dict[str, str]]:
-        """Every row as {prompt, chosen, rejected} text, completions ready to append to the prompt."""
+    def _examples(self, dataset: Any) -> list[dict[str, Any]]:
+        """Every row as {prompt, completions..., other fields...}, in one form (text or messages)."""
         present = list(dataset.column_names)
         prompt_column = self.columns["prompt"]
-        implicit_prompt = prompt_column is None or (prompt_column == "prompt" and "prompt" not in present)
-        for field in FIELDS:
+        implicit_prompt = self.prompt_optional and (
+            prompt_column is None or (prompt_column == "prompt" and "prompt" not in present)
+        )
+        for field in self.fields:
             column = self.columns[field]
-            if column is not None and column not in present and not (field == "prompt" and implicit_prompt):
+            if column not in present and not (field == "prompt" and implicit_prompt):
                 raise HarnessError(
                     f"{self._where}: column {column!r} is missing; the {self._source} has {present} "
                     f"(set task.columns.{field}=<name>)"
                 )
-        chosen = dataset[self.columns["chosen"]]
-        rejected = dataset[self.columns["rejected"]]
-        prompts = [NO_PROMPT] * len(chosen) if implicit_prompt else dataset[prompt_column]
-        return [self._row(i, *values) for i, values in enumerate(zip(prompts, chosen, rejected, strict=True))]
-
-    def _row(self, i: int, prompt: Any, chosen: Any, rejected: Any) -> dict[str, str]:
-        if isinstance(chosen, list) or isinstance(rejected, list):
-            if not (isinstance(chosen, list) and isinstance(rejected, list)):
+        count = len(dataset)
+        values = {
+            field: [NO_PROMPT] * count if field == "prompt" and implicit_prompt else list(dataset[self.columns[field]])
+            for field in self.fields
+        }
+        examples = []
+        for i in range(count):
+            row = {field: values[field][i] for field in self.fields}
+            example = self.example(i, row)
+            if examples and form(example["prompt"]) != form(examples[0]["prompt"]):
                 raise HarnessError(
-                    f"{self._where}: row {i}: one of chosen and rejected is a list of messages and the other is "
-                    "not; expected both in the same form"
+                    f"{self._where}: row {i} is {form(example['prompt'])} and row 0 is {form(examples[0]['prompt'])}; "
+                    "expected every row in one form (a column holds one type)"
                 )
-            turns, chosen_text = self._conversation(i, "chosen", chosen)
-            _, rejected_text = self._conversation(i, "rejected", rejected)
-            turns = self._prompt_turns(i, prompt) + turns
-            if not turns:
+            examples.append(example)
+        return examples
+
+    def example(self, i: int, row: Mapping[str, Any]) -> dict[str, Any]:
+        """One row as {prompt, completions...}; a subclass adds its other fields."""
+        completions = {field: row[field] for field in self.completion_fields}
+        prompt, completions = self._prompt_and_completions(i, row["prompt"], completions)
+        return {"prompt": prompt, **completions}
+
+    def _prompt_and_completions(
+        self, i: int, prompt: Any, completions: Mapping[str, Any]
+    ) -> tuple[Prompt, dict[str, Any]]:
+        conversations = [field for field, value in completions.items() if isinstance(value, list)]
+        if conversations and len(conversations) != len(completions):
+            raise HarnessError(
+                f"{self._where}: row {i}: one of {' and '.join(self.columns[f] for f in completions)} is a list of "
+                "messages and the other is not; expected both in the same form"
+            )
+        if conversations:
+            parsed = {field: self._conversation(i, field, value) for field, value in completions.items()}
+            context = parsed[conversations[0]][0]  # the first completion's earlier turns (chosen's)
+            turns = self._prompt_messages(i, prompt)
+            if len(context) >= len(turns) and all(
+                a["role"] == b["role"] and a["content"].strip() == b["content"].strip()
+                for a, b in zip(turns, context, strict=False)
+            ):
+                context = context[len(turns) :]  # the conversation repeats the prompt column (UltraFeedback)
+            messages = turns + context
+            if not messages:
                 raise HarnessError(
                     f"{self._where}: row {i}: no prompt: no prompt column and no turns before the assistant's "
                     "reply (set task.columns.prompt=<name>)"
                 )
-            prompt_text = render(turns)
-        else:
-            chosen_text = self._text(i, "chosen", chosen)
-            rejected_text = self._text(i, "rejected", rejected)
-            if prompt is NO_PROMPT:
-                prompt_text, chosen_text, rejected_text = self._split_transcripts(i, chosen_text, rejected_text)
-            elif isinstance(prompt, list):
-                prompt_text = render(self._messages(i, "prompt", prompt))
-            else:
-                prompt_text = self._text(i, "prompt", prompt)
-        return {
-            "prompt": prompt_text,
-            "chosen": joinable(prompt_text, chosen_text),
-            "rejected": joinable(prompt_text, rejected_text),
+            return self._ending_in_a_question(i, messages), {f: assistant(reply) for f, (_, reply) in parsed.items()}
+        texts = {field: self._text(i, field, value) for field, value in completions.items()}
+        if prompt is NO_PROMPT:
+            return self._without_prompt(i, texts)
+        if isinstance(prompt, list):
+            messages = self._ending_in_a_question(i, self._messages(i, "prompt", prompt))
+            return messages, {field: assistant(text) for field, text in texts.items()}
+        prompt = self._text(i, "prompt", prompt)
+        return prompt, {field: joinable(prompt, text) for field, text in texts.items()}
+
+    def _without_prompt(self, i: int, completions: Mapping[str, str]) -> tuple[Prompt, dict[str, Any]]:
+        """A row of text completions and no prompt column."""
+        column = self.columns[next(iter(completions))] if completions else None
+        raise HarnessError(
+            f"{self._where}: row {i}: there is no prompt column and column {column!r} is text; expected a prompt "
+            "column (set task.columns.prompt=<name>) or conversations ending in the assistant's reply"
+        )
+
+    def _text(self, i: int, field: str, value: Any) -> str:
+        column = self.columns[field]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise HarnessError(f"{self._where}: row {i}, column {column!r} is empty; expected non-empty text")
+        if not isinstance(value, str):
+            raise HarnessError(
+                f"{self._where}: row {i}, column {column!r} is {type(value).__name__} {short(value)}; expected text "
+                "or a list of {role, content} messages"
+            )
+        return value
+
+    def _messages(self, i: int, field: str, value: list[Any]) -> list[dict[str, str]]:
+        return check_messages(value, f"{self._where}: row {i}, {self.columns[field]}")
+
+    def _conversation(self, i: int, field: str, value: list[Any]) -> tuple[list[dict[str, str]], str]:
+        """The turns before the last assistant message, and that message's content (the completion)."""
+        messages = self._messages(i, field, value)
+        replies = [j for j, m in enumerate(messages) if m["role"] == "assistant"]
+        column = self.columns[field]
+        if not replies:
+            raise HarnessError(
+                f"{self._where}: row {i}, column {column!r} has no assistant message; expected a conversation "
+                "ending in the assistant's reply"
+            )
+        reply = messages[replies[-1]]["content"]
+        if not reply.strip():
+            raise HarnessError(f"{self._where}: row {i}, column {column!r}: the assistant's reply is empty")
+        return messages[: replies[-1]], reply.strip()
+
+    def _prompt_messages(self, i: int, prompt: Any) -> list[dict[str, str]]:
+        if prompt is NO_PROMPT:
+            return []
+        if isinstance(prompt, list):
+            return self._messages(i, "prompt", prompt)
+        return [{"role": "user", "content": self._text(i, "prompt", prompt)}]
+
+    def _ending_in_a_question(self, i: int, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A prompt of messages must end in a turn for the assistant to answer."""
+        if not messages:
+            raise HarnessError(f"{self._where}: row {i}, column {self.columns['prompt']!r} has no messages")
+        if messages[-1]["role"] == "assistant":
+            raise HarnessError(
+                f"{self._where}: row {i}: the prompt ends in an assistant turn; expected a system or user turn "
+                "for the reply to answer"
+            )
+        return messages
+
+
+class HFPreferences(HFDataTask):
+    """`task=hf_preferences`: pairs of completions to one prompt, the better one first.
+
+    Splits, from the training rows: `preferences` (prompt, chosen, rejected), `sft` (prompt, completion =
+    chosen), `prompts` (the distinct prompts) and `pretrain` (prompt + chosen and prompt + rejected as plain
+    text, for a base model pretrained on the task's own text); from the held-out rows: `eval_prompts` and
+    `pretrain_heldout`; from the judge's rows (`judge_fraction` of the training prompts, which no method trains
+    on): `judge_preferences` (prompt, chosen, rejected), for a held-out reward model that judges the methods.
+    """
+
+    completion_fields = ("chosen", "rejected")
+
+    def __init__(
+        self,
+        name: str = "hf_preferences",
+        path: str = "",
+        subset: str | None = None,
+        split: str = "train",
+        columns: Mapping[str, str | None] | None = None,
+        transcripts_as_messages: bool = False,
+        eval_fraction: float = 0.05,
+        judge_fraction: float = 0.1,
+        max_examples: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(name, path, subset, split, columns, eval_fraction, max_examples, seed)
+        self.transcripts_as_messages = transcripts_as_messages
+        self.judge_fraction = judge_fraction
+
+    def _check_settings(self) -> None:
+        super()._check_settings()
+        if not isinstance(self.judge_fraction, int | float) or not 0 <= self.judge_fraction < 1:
+            raise HarnessError(
+                f"task.judge_fraction={self.judge_fraction!r}: expected a fraction from 0 (no judge split) below 1"
+            )
+        if not isinstance(self.transcripts_as_messages, bool):
+            raise HarnessError(f"task.transcripts_as_messages={self.transcripts_as_messages!r}: expected true or false")
+
+    def splits(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        train, evaluation, judge = self.held_out(examples, self.judge_fraction)
+        kind = form(examples[0]["prompt"])
+        pairs = {"prompt": kind, "chosen": kind, "rejected": kind}
+        demonstrations = [{"prompt": e["prompt"], "completion": e["chosen"]} for e in train]
+        splits = {
+            "preferences": table(train, pairs),
+            "sft": table(demonstrations, {"prompt": kind, "completion": kind}),
+            "prompts": prompts_table(train, kind),
+            "eval_prompts": prompts_table(evaluation, kind),
+            "pretrain": texts_table(self.texts(train)),
+            "pretrain_heldout": texts_table(self.texts(evaluation)),
         }
+        if self.judge_fraction:
+            splits["judge_preferences"] = table(judge, pairs)
+        return splits
+
+    def _without_prompt(self, i: int, completions: Mapping[str, str]) -> tuple[Prompt, dict[str, Any]]:
+        prompt, chosen, rejected = self._split_transcripts(i, completions["chosen"], completions["rejected"])
+        if not self.transcripts_as_messages:
+            return prompt, {"chosen": chosen, "rejected": rejected}
+        messages = self._ending_in_a_question(i, self._parse_transcript(i, prompt))
+        return messages, {"chosen": assistant(chosen), "rejected": assistant(rejected)}
 
     def _split_transcripts(self, i: int, chosen: str, rejected: str) -> tuple[str, str, str]:
         """HH transcripts: the prompt is the shared dialogue up to the last `Assistant:` they have in common."""
@@ -311,61 +538,22 @@ class HFPreferences:
                 raise HarnessError(f"{self._where}: row {i}, column {column!r} has no reply after {ASSISTANT!r}")
         return prompt, chosen_reply, rejected_reply
 
-    def _text(self, i: int, field: str, value: Any) -> str:
-        column = self.columns[field]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise HarnessError(f"{self._where}: row {i}, column {column!r} is empty; expected non-empty text")
-        if not isinstance(value, str):
+    def _parse_transcript(self, i: int, prompt: str) -> list[dict[str, str]]:
+        """`Human: a\\n\\nAssistant: b\\n\\nHuman: c\\n\\nAssistant:` -> user a, assistant b, user c."""
+        parts = HH_TURN.split(prompt)
+        if parts[0].strip():
             raise HarnessError(
-                f"{self._where}: row {i}, column {column!r} is {type(value).__name__} {short(value)}; expected text "
-                "or a list of {role, content} messages"
+                f"{self._where}: row {i}, column {self.columns['chosen']!r} starts with {short(parts[0])}; expected "
+                "an HH transcript starting with 'Human:'"
             )
-        return value
-
-    def _messages(self, i: int, field: str, value: list[Any]) -> list[dict[str, str]]:
-        column = self.columns[field]
-        for j, message in enumerate(value):
-            if not (
-                isinstance(message, Mapping)
-                and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)
-            ):
-                raise HarnessError(
-                    f"{self._where}: row {i}, column {column!r}, message {j} is {short(message)}; "
-                    "expected {'role': <text>, 'content': <text>}"
-                )
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-
-    def _conversation(self, i: int, field: str, value: list[Any]) -> tuple[list[dict[str, str]], str]:
-        """The turns before the last assistant message, and that message's content (the completion)."""
-        messages = self._messages(i, field, value)
-        replies = [j for j, m in enumerate(messages) if m["role"] == "assistant"]
-        column = self.columns[field]
-        if not replies:
+        speakers, contents = parts[1::2], parts[2::2]
+        if speakers[-1:] != ["Assistant"] or contents[-1].strip():
             raise HarnessError(
-                f"{self._where}: row {i}, column {column!r} has no assistant message; expected a conversation "
-                "ending in the assistant's reply"
+                f"{self._where}: row {i}, column {self.columns['chosen']!r}: the prompt does not end in "
+                "'\\n\\nAssistant:'; expected an HH transcript of '\\n\\nHuman:' and '\\n\\nAssistant:' turns"
             )
-        reply = messages[replies[-1]]["content"]
-        if not reply.strip():
-            raise HarnessError(f"{self._where}: row {i}, column {column!r}: the assistant's reply is empty")
-        return messages[: replies[-1]], reply.strip()
-
-    def _prompt_turns(self, i: int, prompt: Any) -> list[dict[str, str]]:
-        if prompt is NO_PROMPT:
-            return []
-        if isinstance(prompt, list):
-            return self._messages(i, "prompt", prompt)
-        return [{"role": "user", "content": self._text(i, "prompt", prompt)}]
-
-    def _held_out_prompts(self, rows: list[dict[str, str]]) -> set[str]:
-        """A seeded `eval_fraction` of the distinct prompts (at least one, never all)."""
-        prompts = list(dict.fromkeys(row["prompt"] for row in rows))
-        if len(prompts) < 2:
-            raise HarnessError(
-                f"{self._where}: every row has the same prompt; expected at least 2 distinct prompts, "
-                "to hold some out for evaluation"
-            )
-        count = min(len(prompts) - 1, max(1, round(self.eval_fraction * len(prompts))))
-        random.Random(self.seed).shuffle(prompts)
-        return set(prompts[:count])
+        # the last speaker is the `Assistant:` whose reply is the completion
+        return [
+            {"role": HH_ROLES[speaker], "content": content.strip()}
+            for speaker, content in zip(speakers[:-1], contents[:-1], strict=True)
+        ]

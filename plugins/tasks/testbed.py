@@ -12,8 +12,15 @@ from typing import Any
 from plugins.tasks.grammar import GrammarConfig, ReviewGrammar
 
 
-def join(prompt: str, completion: str) -> str:
-    return f"{prompt} {completion}".strip()
+def opening(prompt: str | Sequence[Mapping[str, str]]) -> str:
+    """The review opening a prompt asks to continue: the text, or in conversational form the last user turn."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(str(m["content"]) for m in reversed(prompt) if m["role"] == "user")
+
+
+def join(prompt: str | Sequence[Mapping[str, str]], completion: str) -> str:
+    return f"{opening(prompt)} {completion}".strip()
 
 
 class GrammarGold:
@@ -22,10 +29,10 @@ class GrammarGold:
     def __init__(self, grammar: ReviewGrammar) -> None:
         self.grammar = grammar
 
-    def reward(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+    def reward(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[float]:
         return [self.grammar.gold_reward(join(p, c)) for p, c in zip(prompts, completions, strict=True)]
 
-    def grammatical(self, prompts: Sequence[str], completions: Sequence[str]) -> list[bool]:
+    def grammatical(self, prompts: Sequence[Any], completions: Sequence[str]) -> list[bool]:
         return [self.grammar.is_grammatical(join(p, c)) for p, c in zip(prompts, completions, strict=True)]
 
 
@@ -34,7 +41,12 @@ class Testbed:
 
     Splits: `pretrain` / `pretrain_heldout` (whole reviews for the base model), `sft` (review openings with
     positive continuations: the stand-in for human demonstrations), `prompts` (openings for RL), and
-    `eval_prompts` (held-out openings, drawn from their own random stream).
+    `eval_prompts` (held-out openings, drawn from their own random stream), `judge_prompts` (openings no method
+    trains on, for a held-out judge's preference pairs).
+
+    `chat=True`: the same data in conversational form, for chat models: each opening is a user message (after a
+    system message, with `system_prompt`), each continuation an assistant message. Every split's draws are the
+    same in both forms.
     """
 
     def __init__(
@@ -50,6 +62,9 @@ class Testbed:
         prompt_min_words: int = 2,
         prompt_max_words: int = 5,
         preference_beta: float = 10.0,
+        num_judge_prompts: int = 512,
+        chat: bool = False,
+        system_prompt: str | None = None,
     ) -> None:
         self.name = name
         self.seed = seed
@@ -60,7 +75,10 @@ class Testbed:
             "sft": num_sft,
             "prompts": num_prompts,
             "eval_prompts": num_eval_prompts,
+            "judge_prompts": num_judge_prompts,
         }
+        self.chat = chat
+        self.system_prompt = system_prompt
         self.prompt_words = (prompt_min_words, prompt_max_words)
         self.preference_beta = preference_beta
 
@@ -68,7 +86,7 @@ class Testbed:
         return GrammarGold(self.grammar)
 
     def label_pairs(
-        self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]
+        self, prompts: Sequence[Any], first: Sequence[str], second: Sequence[str]
     ) -> tuple[list[dict[str, str]], dict[str, float]]:
         """Label two completions per prompt the way a noisy human would: the first is preferred with
         probability sigmoid(beta * (r1 - r2)) under the gold reward r (Bradley-Terry; the DPO paper's IMDb
@@ -83,7 +101,7 @@ class Testbed:
             p_first = 1.0 / (1.0 + math.exp(-self.preference_beta * (r_a - r_b)))
             first_wins = rng.random() < p_first
             chosen, rejected = (a, b) if first_wins else (b, a)
-            rows.append({"prompt": prompt, "chosen": " " + chosen, "rejected": " " + rejected})
+            rows.append({"prompt": prompt, "chosen": self._reply(chosen), "rejected": self._reply(rejected)})
             if r_a != r_b:
                 decided += 1
                 agree += first_wins == (r_a > r_b)
@@ -93,6 +111,19 @@ class Testbed:
             "mean_gold_gap": statistics.fmean(gaps) if gaps else float("nan"),
         }
         return rows, info
+
+    def _form(self, prompt: str) -> Any:
+        return self._conversation(prompt) if self.chat else prompt
+
+    def _conversation(self, prompt: str) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [*system, {"role": "user", "content": prompt}]
+
+    def _reply(self, text: str) -> Any:
+        """A completion in the task's form: text that joins onto the opening, or one assistant message."""
+        if self.chat:
+            return [{"role": "assistant", "content": text.strip()}]
+        return " " + text
 
     def _rng(self, split: str) -> random.Random:
         # One stream per split: growing one split never changes another (eval prompts stay fixed).
@@ -119,13 +150,14 @@ class Testbed:
         for _ in range(self.sizes["sft"]):
             prompt = self._prompt(sft_rng)
             review = grammar.sample(sft_rng, mood="positive", prefix=prompt)
-            sft.append({"prompt": " ".join(prompt), "completion": " " + " ".join(review[len(prompt) :])})
-        prompts = {split: self._prompts(split) for split in ("prompts", "eval_prompts")}
+            sft.append({"prompt": " ".join(prompt), "completion": " ".join(review[len(prompt) :])})
+        prompts = {split: self._prompts(split) for split in ("prompts", "eval_prompts", "judge_prompts")}
+        sft_rows = [{"prompt": self._form(r["prompt"]), "completion": self._reply(r["completion"])} for r in sft]
         splits = DatasetDict(
             {
                 **{s: Dataset.from_dict({"text": [" ".join(r) for r in rs]}) for s, rs in reviews.items()},
-                "sft": Dataset.from_list(sft),
-                **{s: Dataset.from_dict({"prompt": ps}) for s, ps in prompts.items()},
+                "sft": Dataset.from_list(sft_rows),
+                **{s: Dataset.from_dict({"prompt": [self._form(p) for p in ps]}) for s, ps in prompts.items()},
             }
         )
         splits.save_to_disk(str(out_dir))
