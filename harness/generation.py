@@ -13,12 +13,17 @@ from tqdm.auto import tqdm
 from harness.guards import context_size, keep_last, prompt_room, warn_long_prompts
 
 
-def load_policy(path: Path, device: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_policy(path: Path, device: str, merge: bool = False) -> tuple[Any, Any]:
+    """A saved policy and its tokenizer, ready to sample. An adapter stage (peft=lora) comes as a PeftModel over its
+    start, so the start policy is the same model with the adapter off (harness.adapters); `merge=True`: one plain
+    model instead (faster to sample from, when nothing needs the start)."""
+    from transformers import AutoTokenizer
+
+    from harness.adapters import load_model
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     # safetensors only: a pickled pytorch_model.bin (a user's checkpoint, a tampered cache) runs code on load
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(device).eval()
+    model = load_model(path, device=device, merge=merge).eval()
     return model, tokenizer
 
 

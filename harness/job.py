@@ -123,7 +123,7 @@ class Job:
             completions=completions,
             completion_tokens=lengths,
             policy=policy,
-            gold=run.task.gold(),
+            gold=run.gold(),
             device=run.device,
             generation=settings,
             proxy_reward=policy.proxy_reward,
@@ -174,6 +174,12 @@ class Job:
                 name: int(out.metrics["tokens_trained"])
                 for name, out in stages.items()
                 if "tokens_trained" in out.metrics
+            },
+            # parameters each training stage updated (all of them, or a LoRA adapter's), beside the model's total
+            "trainable_parameters": {
+                name: [int(out.metrics["trainable_parameters"]), int(out.metrics.get("total_parameters", 0))]
+                for name, out in stages.items()
+                if "trainable_parameters" in out.metrics
             },
             "tokens_generated": tokens_generated,
             "peak_memory_mb": round(peak_memory_mb(), 1),

@@ -57,7 +57,10 @@ class Task(Protocol):
     """Data for every stage. `build_datasets` writes a `datasets.DatasetDict` with `save_to_disk`.
 
     Splits a task may provide: `pretrain` and `pretrain_heldout` (`text`), `sft` (`prompt`, `completion`),
-    `prompts` and `eval_prompts` (`prompt`), `preferences` (`prompt`, `chosen`, `rejected`).
+    `prompts` and `eval_prompts` (`prompt`), `preferences` (`prompt`, `chosen`, `rejected`), `unpaired` (`prompt`,
+    `completion`, `label`: KTO's form), and for a held-out judge that no method trains on, `judge_preferences` or
+    `judge_prompts` (pairs sampled there and labelled by `label_pairs`). Prompts and completions are text or
+    messages (harness/chat.py); the harness renders them for each model.
     """
 
     name: str
@@ -137,15 +140,29 @@ class Run(Protocol):
 
     def datasets(self) -> StageOutput: ...
 
+    def with_seed(self, seed: int) -> Run:
+        """This job with another training seed (same cache, data and logger): for stages every job shares."""
+        ...
+
     def base_model(self) -> StageOutput: ...
 
     def reward(self) -> Reward: ...
 
-    def preferences(self, policy: StageOutput | Callable[[], StageOutput]) -> StageOutput:
-        """A stage with a `preferences` split: the task's own, else pairs sampled from `policy`."""
+    def preferences(self, policy: StageOutput | Callable[[], StageOutput], purpose: str = "train") -> StageOutput:
+        """A stage with a `preferences` split: the task's own, else pairs sampled from `policy`. `purpose="judge"`:
+        pairs reserved for a held-out judge, which no method trains on."""
         ...
 
-    def load_split(self, split: str) -> Any: ...
+    def load_split(self, split: str, stage: StageOutput | None = None) -> Any:
+        """A split of the task's datasets (or of `stage`), prompts and completions rendered as the base model reads
+        them (its chat template for messages; text unchanged)."""
+        ...
+
+    def gold(self) -> GoldStandard | None:
+        """The task's gold standard (None without one); it accepts prompts as rendered by `load_split`."""
+        ...
+
+    chat: Any  # harness.chat.ChatFormat of the base model's tokenizer
 
     def recorder(self, namespace: str, out_dir: Path) -> Any:
         """`record(metrics, step)` streams to the logger and keeps the stage's training curve."""
@@ -225,14 +242,19 @@ class EvalContext:
         return self._memo["policy"]
 
     def reference_logprobs(self) -> list[list[float]]:
-        """Per-token log-probabilities of the samples under the reference policy (loaded once)."""
+        """Per-token log-probabilities of the samples under the reference policy (loaded once). A LoRA policy whose
+        reference is the stage its adapter was trained on scores them with the adapter off: no second copy."""
         if "reference" not in self._memo:
+            from harness.adapters import adapter_disabled, is_peft_model, is_start_of
             from harness.generation import load_policy
 
             if self.policy.reference_path is None:
                 raise HarnessError("this policy has no reference model to compare with")
             if self.policy.reference_path == self.policy.path:
                 self._memo["reference"] = self.policy_logprobs()[0]
+            elif is_start_of(self.policy.path, self.policy.reference_path) and is_peft_model(self.model):
+                with adapter_disabled(self.model):
+                    self._memo["reference"] = self._score(self.model, self.tokenizer)[0]
             else:
                 model, tokenizer = load_policy(self.policy.reference_path, self.device)
                 self._memo["reference"] = self._score(model, tokenizer)[0]
@@ -245,6 +267,12 @@ class EvalContext:
             raise HarnessError("these samples come from a procedure, not one model; token log-probs are undefined")
         temperature = float(self.generation["temperature"])
         return token_logprobs(model, tokenizer, self.prompts, self.completion_ids, temperature, self.device)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per job for every suite that asks with the same key (a baseline's samples)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def annotate(self, name: str, values: Sequence[Any]) -> None:
         if len(values) != len(self.prompts):

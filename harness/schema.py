@@ -49,6 +49,8 @@ class HarnessConfig:
     # the policy every method starts from (an algorithm config; conf/sft/): one node, so a change to it reaches
     # every method, the reward model and the win-rate baseline alike
     sft: Any = None
+    # how training stages train: `name: none` is full fine-tuning, `lora`/`qlora` train peft adapters (conf/peft/)
+    peft: Any = None
     objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
     # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
     kl_metric: str | None = "eval/kl/seq_kl"

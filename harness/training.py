@@ -108,7 +108,7 @@ class Fitted:
     global_step: int
     runtime_s: float
     tokens_trained: int | None  # None: the trainer counts none (TRL's ORPO and CPO trainers)
-    params_changed: float  # fraction of parameter tensors that differ from where training started
+    params_changed: float  # fraction of trainable parameter tensors that differ from where training started
     resumed_from_step: int = 0  # the checkpoint a killed build of this stage was resumed from (0: not resumed)
 
     def summary(self, *logged: str) -> dict[str, float]:
@@ -140,7 +140,6 @@ def fit(
 ) -> Fitted:
     """Train `model` with a TRL trainer as a stage: harness-owned arguments, curves streamed to the logger,
     weights (safetensors) and tokenizer saved in `out_dir`. TRL is wrapped, never subclassed."""
-    before = [p.detach().clone() for p in model.parameters()]
     args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
     forwarder = run.trainer_callback(namespace, out_dir)
     resumed_from, checkpoint = latest_checkpoint(out_dir / "checkpoints") or (0, None)
@@ -150,13 +149,16 @@ def fit(
     guard = StopOnNonFiniteLoss(out_dir)
     callbacks = [forwarder, guard]
     trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
+    # what training may change, as the trainer holds it (with a `peft_config`, TRL has just added the adapter)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
     outcome = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     guard.check()  # a diverged run fails its stage: never saved, never marked complete
     trainer.save_model(str(out_dir))  # the main process writes, the others wait (transformers)
     if distributed.is_main():
         tokenizer.save_pretrained(out_dir)
     distributed.barrier()  # the saved model is whole before any process reads it back (e.g. to score pairs)
-    changed = sum(not a.equal(b) for a, b in zip(before, model.parameters(), strict=True)) / len(before)
+    after = dict(trainer.model.named_parameters())
+    changed = sum(not value.equal(after[name]) for name, value in before.items()) / max(1, len(before))
     return Fitted(
         first=dict(forwarder.first),
         last=dict(forwarder.last),

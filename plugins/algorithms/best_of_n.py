@@ -38,7 +38,7 @@ class BestOfN:
         sft = self.init.stage(run)
         reward = run.reward()
         n = self.n
-        model, tokenizer = load_policy(sft.path, run.device)
+        model, tokenizer = load_policy(sft.path, run.device, merge=True)  # only sampled: an adapter merged is faster
 
         def sampler(prompts: Sequence[str], settings: Mapping[str, Any], device: str) -> tuple[list[str], list[int]]:
             """n samples per prompt; keep the best. A sample's token count is what it cost: all n draws."""

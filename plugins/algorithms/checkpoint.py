@@ -4,19 +4,27 @@
     harness-eval /models/my_policy eval=[gold,kl,diversity]          (the same, shorter)
 
 `reference` is what KL is measured against: a `save_pretrained` directory, `base` (the run's base model),
-or null (no KL).
+or null (no KL). `path` may hold a peft adapter (adapter_config.json, adapter_model.safetensors): it is loaded on the
+model its `start.json` or `base_model_name_or_path` names, and a reference that is that model is the policy with its
+adapter off.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from harness.adapters import ADAPTER_WEIGHTS, adapter_start, is_adapter
 from harness.errors import HarnessError
 from harness.protocols import Policy, Run
 
 
 def _model_dir(value: str, key: str) -> Path:
     path = Path(value).expanduser()
+    if is_adapter(path):
+        if not (path / ADAPTER_WEIGHTS).is_file():  # pickled weights can run code when loaded: never loaded here
+            raise HarnessError(f"{key}={value!r}: an adapter without {ADAPTER_WEIGHTS}; re-save it with safetensors")
+        _model_dir(str(adapter_start(path)), f"{key} (the model its adapter was trained on)")
+        return path
     if not (path / "config.json").is_file():
         raise HarnessError(f"{key}={value!r}: not a saved model directory (no config.json there)")
     if not any(path.glob("*.safetensors")):  # pickled weights can run code when loaded: never loaded here

@@ -6,6 +6,10 @@ start from SFT (the value model from the reward model when there is one); each u
 batch of prompts, scores them with the reward at the EOS token, subtracts a per-token KL penalty to the frozen
 SFT reference, computes GAE advantages and takes a few epochs of clipped PPO steps on minibatches.
 
+With `peft=lora` (harness.adapters) the policy is a LoRA adapter on the SFT weights, the reference is the same
+weights with the adapter off, and the value model is a second adapter on them with its own scalar head: one copy of
+the SFT weights for all three (the learned reward model is the only other one).
+
 `advantage_estimator: reinforce++` (`algorithm=reinforce_pp`) is REINFORCE++ (Hu 2025, "REINFORCE++: A Simple and
 Efficient Approach for Aligning Large Language Models"; OpenRLHF's `reinforce` estimator): the same loop without
 a critic. The advantages are the rewards to go (score minus the KL penalty still to come), whitened over the
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import adapters
 from harness.batching import length_groups
 from harness.devices import torch_threads
 from harness.errors import HarnessError
@@ -397,18 +402,94 @@ class ValueModel(torch.nn.Module):
         return self.score(hidden).squeeze(-1).float()
 
 
+VALUE_ADAPTER = "value"  # with LoRA: the value model's adapter, beside the policy's ("default") on the same weights
+
+
+class AdapterValueModel(torch.nn.Module):
+    """V(s) with LoRA: the policy's own frozen SFT weights seen through a second adapter (`value`), and a scalar head.
+
+    Why there, and not as an adapter on the reward model (whose head would start it, as `load_value_model` does): the
+    reward model belongs to the reward function, which scores through it with no adapter in the way, and the gold
+    reward has none; the policy's weights are held anyway. So the critic costs an adapter and a head, and it still
+    shares no trained weight with the policy (Huang et al. 2024 keep the two networks apart). Its head starts at
+    zero (V = 0), as the SFT-started critic of a run without a reward model does.
+
+    Its parameters are the head alone: the adapter lives in the policy's layers, so the policy's optimizer step,
+    checkpoint and gradient clipping carry it. The policy is kept in a list, not as a submodule, so that its weights
+    are not this module's too (the optimizer would see them twice)."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__()
+        self.score = torch.nn.Linear(policy.get_base_model().config.hidden_size, 1, bias=False)
+        torch.nn.init.zeros_(self.score.weight)
+        self.shared = [policy]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        (policy,) = self.shared
+        backbone = policy.get_base_model().base_model  # e.g. GPT2Model under GPT2LMHeadModel, the adapters inside
+        with adapters.adapter_active(policy, VALUE_ADAPTER):
+            hidden = backbone(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
+            ).last_hidden_state
+        return self.score(hidden.to(self.score.weight.dtype)).squeeze(-1).float()
+
+
 def load_value_model(sft_path: Path, reward: Reward) -> ValueModel:
     """A learned reward model starts the value model (Ouyang et al. 2022); else SFT with a zero scalar head."""
     from transformers import AutoModelForSequenceClassification
 
     if reward.model_path is not None:
-        scorer = AutoModelForSequenceClassification.from_pretrained(reward.model_path, use_safetensors=True)
+        scorer = adapters.load_model(reward.model_path, AutoModelForSequenceClassification, merge=True)
         return ValueModel(disable_dropout(scorer))
-    classifier = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1, use_safetensors=True)
+    classifier = adapters.load_model(sft_path, AutoModelForSequenceClassification, merge=True, num_labels=1)
     torch.nn.init.zeros_(classifier.score.weight)
     if getattr(classifier.score, "bias", None) is not None:
         torch.nn.init.zeros_(classifier.score.bias)
     return ValueModel(disable_dropout(classifier))
+
+
+@dataclass
+class Models:
+    """What PPO holds: the policy it trains, the frozen SFT reference, the value model (None: REINFORCE++)."""
+
+    policy: Any
+    reference: Any | None  # None with LoRA: the reference is the policy with its adapters off (see `as_reference`)
+    value_model: Any | None
+
+
+def load_models(sft_path: Path, reward: Reward, critic: bool, peft: adapters.PeftSettings | None = None) -> Models:
+    """Full fine-tuning: the policy, a frozen copy of it as the reference, and a value model of its own (three copies
+    of the weights). LoRA: one copy of the SFT weights with a policy adapter, the value adapter (with a critic) beside
+    it; the reference is that copy with the adapters off."""
+    policy = disable_dropout(adapters.load_model(sft_path, merge=True, **(peft.model_kwargs() if peft else {})))
+    if peft is None:
+        reference = disable_dropout(adapters.load_model(sft_path, merge=True)).eval().requires_grad_(False)
+        return Models(policy, reference, load_value_model(sft_path, reward) if critic else None)
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if peft.quantization is not None:  # QLoRA: norms in fp32, the 4-bit weights frozen (Dettmers et al. 2023)
+        policy = prepare_model_for_kbit_training(policy, use_gradient_checkpointing=False)
+    lora = peft.lora_config()
+    policy = get_peft_model(policy, lora)
+    if critic:
+        policy.add_adapter(VALUE_ADAPTER, lora)
+        policy.set_requires_grad(VALUE_ADAPTER, True)  # added adapters start frozen; this one trains too
+    return Models(disable_dropout(policy), None, AdapterValueModel(policy) if critic else None)
+
+
+@contextlib.contextmanager
+def as_reference(models: Models, policy: Any) -> typing.Iterator[Any]:
+    """The frozen SFT policy to score with: the reference copy, or (LoRA) `policy` with its adapters off."""
+    if models.reference is not None:
+        yield models.reference
+    else:
+        with adapters.adapter_disabled(policy):
+            yield policy
+
+
+def trained_weights(model: Any) -> dict[str, torch.Tensor]:
+    """What a LoRA checkpoint holds of the policy: the adapters (the frozen weights are the SFT stage's)."""
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def response_values(
@@ -570,15 +651,17 @@ def train_ppo(
     device: str,
     seed: int,
     gold: RewardFn | None = None,
+    peft: adapters.PeftSettings | None = None,
 ) -> dict[str, Any]:
     """Train a policy from `sft_path` against `reward`; save it to `out_dir`; return the stage's metrics.
 
     `gold`, when given (a task with an exact reward, trained against a learned one), is only watched: each
     update also logs the rollouts' gold score, so over-optimisation shows as proxy up, gold down.
+    `peft`: train LoRA adapters (the policy saved as one) instead of every weight.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     accelerator = Accelerator(cpu=device == "cpu")
@@ -590,18 +673,20 @@ def train_ppo(
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     if pad_id is None:
         pad_id = eos_id
-    policy = disable_dropout(AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True))
-    reference = AutoModelForCausalLM.from_pretrained(sft_path, use_safetensors=True)
-    reference = disable_dropout(reference).eval().requires_grad_(False)
     # REINFORCE++ has no critic (Hu 2025): no value model is loaded, run or trained
     critic = config.advantage_estimator == "gae"
-    value_model = load_value_model(sft_path, reward) if critic else None
-    sft_weights = [p.detach().clone() for p in policy.parameters()]
+    models = load_models(sft_path, reward, critic, peft)
+    policy, value_model = models.policy, models.value_model
+    # what training moves (all of it, or the adapters): where it started, to report how much of it moved
+    start_weights = [(p, p.detach().clone()) for p in policy.parameters() if p.requires_grad]
+    trained_parameters = [p for model in (policy, value_model) if model is not None for p in model.parameters()]
+    trainable = sum(p.numel() for p in trained_parameters if p.requires_grad)
+    total = sum(p.numel() for p in trained_parameters)
 
     # batch_size prompts per process and update: several processes share the episodes, not multiply them
     num_updates = config.total_episodes // (config.batch_size * accelerator.num_processes)
     optimizer = torch.optim.AdamW(
-        [*policy.parameters(), *(value_model.parameters() if critic else ())],
+        [p for p in trained_parameters if p.requires_grad],
         lr=config.learning_rate,
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
@@ -613,7 +698,8 @@ def train_ppo(
     else:
         policy, optimizer = accelerator.prepare(policy, optimizer)
     trained = (policy, value_model) if critic else (policy,)  # the models the optimizer steps
-    reference = reference.to(accelerator.device)
+    if models.reference is not None:
+        models.reference = models.reference.to(accelerator.device)
     unwrapped_policy = accelerator.unwrap_model(policy)
     kl_controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
 
@@ -675,7 +761,8 @@ def train_ppo(
                 model.eval()
             logprobs, entropies = by_length(*rollout, partial(logprobs_of, policy, config.temperature, True))
             entropy = masked_mean(entropies, mask)  # per token, exact
-            (ref_logprobs,) = by_length(*rollout, partial(logprobs_of, reference, config.temperature, False))
+            with as_reference(models, unwrapped_policy) as reference:
+                (ref_logprobs,) = by_length(*rollout, partial(logprobs_of, reference, config.temperature, False))
             if critic:
                 (values,) = by_length(*rollout, partial(values_of, value_model))
         completions = tokenizer.batch_decode(responses, skip_special_tokens=True)
@@ -795,11 +882,14 @@ def train_ppo(
     accelerator.wait_for_everyone()
     policy = accelerator.unwrap_model(policy)
     if accelerator.is_main_process:
-        policy.save_pretrained(out_dir, safe_serialization=True)
+        if adapters.is_peft_model(policy):  # the policy's adapter; the value adapter goes, as a value model does
+            adapters.save_adapter(policy, out_dir, start=sft_path)
+        else:
+            policy.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.padding_side = saved_padding_side
         tokenizer.save_pretrained(out_dir)
     seconds = time.perf_counter() - started
-    changed = sum(not a.equal(b.cpu()) for a, b in zip(sft_weights, policy.parameters(), strict=True))
+    changed = sum(not start.equal(p.detach().cpu()) for p, start in start_weights)
     tail = history[-max(1, len(history) // 10) :]  # the last tenth of the updates, for less noisy finals
 
     def tail_mean(key: str) -> float:
@@ -819,7 +909,9 @@ def train_ppo(
         "episodes_per_second": episodes / seconds,
         "train_runtime_s": seconds,
         "tokens_trained": tokens_trained,
-        "params_changed": changed / len(sft_weights),
+        "params_changed": changed / len(start_weights),
+        "trainable_parameters": trainable,
+        "total_parameters": total,
         **({"resumed_from_step": resumed_from} if resumed_from else {}),
     }
 
@@ -846,12 +938,15 @@ def save_state(
 ) -> None:
     """Weights as safetensors; optimizer, scheduler, counters and every RNG in `state.pt` (tensors and plain
     Python only, so it loads with `weights_only=True`). Written beside, then swapped in: never half a state."""
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     scratch = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    save_model(parts.policy, str(scratch / "policy.safetensors"))  # save_model: tied embeddings are stored once
+    if adapters.is_peft_model(parts.policy):  # the adapters only: the frozen weights are the SFT stage's
+        save_file(trained_weights(parts.policy), str(scratch / "policy.safetensors"))
+    else:
+        save_model(parts.policy, str(scratch / "policy.safetensors"))  # save_model: tied embeddings are stored once
     if parts.value_model is not None:
         save_model(parts.value_model, str(scratch / "value.safetensors"))
     numpy_state = np.random.get_state()
@@ -891,9 +986,18 @@ def restore_state(
     state: dict[str, Any], state_dir: Path, parts: Trainables
 ) -> tuple[int, int, int, list[dict[str, float]]]:
     """Put a saved state back; returns (update, episodes, tokens_trained, history) to continue from."""
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file, load_model
 
-    load_model(parts.policy, str(state_dir / "policy.safetensors"))
+    if adapters.is_peft_model(parts.policy):
+        saved = load_file(str(state_dir / "policy.safetensors"))
+        weights = trained_weights(parts.policy)
+        if saved.keys() != weights.keys():
+            raise HarnessError(f"{state_dir}: its adapters are not this run's; delete the folder to start over")
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                tensor.copy_(saved[name])
+    else:
+        load_model(parts.policy, str(state_dir / "policy.safetensors"))
     if parts.value_model is not None:
         load_model(parts.value_model, str(state_dir / "value.safetensors"))
     parts.optimizer.load_state_dict(state["optimizer"])
@@ -933,6 +1037,7 @@ class PPO:
 
     def train(self, run: Run) -> Policy:
         config = load_config(self.trainer)  # here, not in __init__, so the error stays one line
+        peft = adapters.of_run(run)  # checked before the SFT stage trains
         sft = self._sft(run)
         reward = run.reward()
         stage_config = {
@@ -941,6 +1046,8 @@ class PPO:
             "seed": run.seed,
             "reward": reward.name,
         }
+        if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
+            stage_config["peft"] = peft.stage_config()
         inputs = {"sft": sft, **({"reward": reward.stages[-1]} if reward.stages else {})}
 
         def build(out_dir: Path) -> dict[str, Any]:
@@ -954,7 +1061,8 @@ class PPO:
                     recorder=run.recorder("train", out_dir),
                     device=run.device,
                     seed=run.seed,
-                    gold=None if reward.is_gold or (judge := run.task.gold()) is None else judge.reward,
+                    gold=None if reward.is_gold or (judge := run.gold()) is None else judge.reward,
+                    peft=peft,
                 )
 
         stage = run.stage(self.name, stage_config, inputs, build, collective=True)

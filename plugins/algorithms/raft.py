@@ -9,6 +9,10 @@ The next round starts from those weights. The KL reference is the SFT policy.
 Every round is its own cached stage (`raft_round<r>`, keyed on the previous round), so a killed job resumes at
 the last finished round and a sweep over `rounds` reuses the rounds it shares. A light stage named like the
 algorithm joins them: one training curve, per-round metrics, and the train seconds and tokens of all rounds.
+
+With `peft=lora` the rounds train one LoRA adapter on the SFT weights: round 1 starts it, each later round trains the
+previous round's further. Every round's adapter thus sits on the SFT policy, which is the KL reference with the
+adapter switched off (harness.adapters).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import adapters
 from harness.errors import HarnessError
 from harness.guards import check_rewards
 from harness.protocols import Policy, Reward, Run, StageOutput
@@ -96,6 +101,7 @@ class RAFT:
         self.batch_size = batch_size
 
     def train(self, run: Run) -> Policy:
+        adapters.of_run(run)  # a bad `peft` setting stops the job before the SFT stage trains
         sft = self.init.stage(run)
         reward = run.reward()
         policy, rounds = sft, []
@@ -124,6 +130,9 @@ class RAFT:
             "seed": run.seed,
             "reward": reward.name,
         }
+        peft = adapters.of_run(run)
+        if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
+            config["peft"] = peft.stage_config()
         inputs = {"policy": policy, **({"reward": reward.stages[-1]} if reward.stages else {})}
         build = lambda out: self._train_round(run, number, policy, reward, out)  # noqa: E731
         return run.stage(f"{self.name}_round{number}", config, inputs, build, collective=True)  # every process trains
@@ -152,8 +161,22 @@ class RAFT:
         if self.prompts_per_round is not None and self.prompts_per_round < len(prompts):
             prompts = prompts.shuffle(seed=1_000 * run.seed + number).select(range(self.prompts_per_round))
         prompts = list(prompts["prompt"])
-        # 2. n samples per prompt from the current policy, scored by the run's reward
-        model, tokenizer = load_policy(policy.path, run.device)
+        # 2. n samples per prompt from the current policy, scored by the run's reward; the model sampled is the one
+        # trained. With LoRA: round 1 puts a fresh adapter on the SFT weights (merged, if SFT is an adapter), a later
+        # round trains the previous round's adapter further (its start stays the SFT stage)
+        peft = adapters.of_run(run)
+        trainer_kwargs: dict[str, Any] = {}
+        if peft is None:
+            model, tokenizer = load_policy(policy.path, run.device)
+        else:
+            if number == 1:
+                start = policy.path
+                model = adapters.load_model(policy.path, device=run.device, merge=True, **peft.model_kwargs())
+                trainer_kwargs["peft_config"] = peft.lora_config()
+            else:
+                start = adapters.adapter_start(policy.path)
+                model = adapters.load_model(policy.path, device=run.device, trainable=True, **peft.model_kwargs())
+            model, tokenizer = model.eval(), AutoTokenizer.from_pretrained(policy.path)
         expanded = [prompt for prompt in prompts for _ in range(self.n)]
         samples = sample_completions(model, tokenizer, expanded, self._sampling(run, number), run.device)
         scores = check_rewards(reward.name, reward.fn(expanded, samples.completions))
@@ -190,8 +213,13 @@ class RAFT:
             out_dir=out_dir,
             namespace=f"{self.name}_round{number}",
             train_dataset=Dataset.from_list(rows),
+            **trainer_kwargs,
         )
-        return {**selection, **fitted.summary("loss", "mean_token_accuracy")}
+        if peft is not None:
+            adapters.record_start(out_dir, start)
+        trainable, total = adapters.trainable_parameters(model)  # with a peft_config, the trainer wrapped `model`
+        parameters = {"trainable_parameters": trainable, "total_parameters": total}
+        return {**selection, **fitted.summary("loss", "mean_token_accuracy"), **parameters}
 
     # -- the algorithm's stage: the rounds joined -------------------------------------------------------------
     def _join(self, run: Run, rounds: list[StageOutput]) -> StageOutput:
@@ -250,5 +278,6 @@ def _joined_metrics(rounds: Sequence[StageOutput]) -> dict[str, Any]:
         metrics[f"round{number}/seconds"] = stage.seconds
     metrics.update({name: sum(stage.metrics.get(name, 0) for stage in rounds) for name in summed})
     metrics["params_changed"] = min(stage.metrics.get("params_changed", 0.0) for stage in rounds)
+    metrics.update({name: last[name] for name in ("trainable_parameters", "total_parameters") if name in last})
     metrics["rounds"] = len(rounds)
     return metrics

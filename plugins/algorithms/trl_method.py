@@ -23,6 +23,11 @@ A method that TRL trains is a YAML file and nothing else (HALOs' habit: one conf
 
 The trainer is wrapped, never subclassed (harness.training.fit): the harness owns the output folder, the seed,
 logging and checkpoints; everything else is the trainer's own config.
+
+With `peft=lora` the trainer gets a `peft_config` and no `ref_model`: it wraps the starting policy in a fresh adapter
+and takes its reference from the same weights with the adapter off (one copy of them). The stage saves the adapter
+alone and the stage it started from (harness.adapters); a start that is itself an adapter is merged first, so the
+new adapter's reference is exactly the starting policy.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import adapters
 from harness.errors import HarnessError
 from harness.guards import check_rewards, prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, Run, StageOutput
@@ -92,6 +98,13 @@ def as_trl_reward(
     return reward_func
 
 
+def ships(run: Run, split: str) -> bool:
+    """Whether the task's datasets hold `split`."""
+    from datasets import load_from_disk
+
+    return split in load_from_disk(str(run.datasets().path))
+
+
 def unpaired(pairs: Any) -> Any:
     """Preference pairs as single completions labelled good (chosen) or bad (rejected), pair by pair."""
     from datasets import Dataset
@@ -135,7 +148,22 @@ class TRLMethod:
 
     def stage(self, run: Run) -> StageOutput:
         """This method's trained policy as a cached stage (other algorithms start from it through `init`)."""
+        self._peft(run)  # a bad `peft` setting stops the job before any stage trains
         return self._stage(run, self.start(run))
+
+    def _peft(self, run: Run) -> adapters.PeftSettings | None:
+        """The run's `peft` settings, and whether this trainer can take them (a one-line error if not)."""
+        import inspect
+
+        peft = adapters.of_run(run)
+        if peft is not None:
+            trainer_cls = import_object(self.trainer_class, "algorithm.trainer_class")
+            if "peft_config" not in inspect.signature(trainer_cls.__init__).parameters:
+                raise HarnessError(
+                    f"peft={peft.name}: {self.name}'s trainer {self.trainer_class} takes no peft_config; expected "
+                    "peft=none for this method"
+                )
+        return peft
 
     def _stage(self, run: Run, start: StageOutput) -> StageOutput:
         config: dict[str, Any] = {
@@ -146,10 +174,15 @@ class TRLMethod:
             "reference_model": self.reference_model,
             "seed": run.seed,
         }
+        peft = adapters.of_run(run)
+        if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
+            config["peft"] = peft.stage_config()
         inputs = {"start": start}
         reward = None
         if self.data == "demonstrations":
             inputs["data"] = run.datasets()
+        elif self.data == "unpaired" and ships(run, "unpaired"):
+            inputs["data"] = run.datasets()  # the task's own labelled completions (KTO's form)
         elif self.data in ("preferences", "unpaired"):
             source = self.pairs_from if self.pairs_from is not None else self.init
             inputs["preferences"] = run.preferences(lambda: source.stage(run) if source is not None else start)
@@ -163,6 +196,7 @@ class TRLMethod:
         return run.stage(self.name, config, inputs, build, collective=True)  # every process trains
 
     def train(self, run: Run) -> Policy:
+        self._peft(run)
         start = self.start(run)
         stage = self._stage(run, start)
         reward = run.reward() if self.data == "prompts" else None
@@ -177,23 +211,22 @@ class TRLMethod:
     def _train(
         self, run: Run, start: StageOutput, inputs: Mapping[str, StageOutput], reward: Reward | None, out_dir: Path
     ) -> dict[str, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from harness.training import fit
 
         trainer_cls = import_object(self.trainer_class, "algorithm.trainer_class")
+        peft = self._peft(run)
         tokenizer = AutoTokenizer.from_pretrained(start.path)
-        model = AutoModelForCausalLM.from_pretrained(start.path, use_safetensors=True)
-        kwargs: dict[str, Any] = {}
-        if self.reference_model:
-            kwargs["ref_model"] = AutoModelForCausalLM.from_pretrained(start.path, use_safetensors=True)
+        model, kwargs = self.load_start(start.path, peft)
         facts: dict[str, Any] = {}
         if self.data == "demonstrations":
             kwargs["train_dataset"] = run.load_split("sft")
+        elif self.data == "unpaired" and "preferences" not in inputs:  # the task's own unpaired split
+            kwargs["train_dataset"] = run.load_split("unpaired").select_columns(["prompt", "completion", "label"])
+            facts["examples"] = len(kwargs["train_dataset"])
         elif self.data in ("preferences", "unpaired"):
-            from datasets import load_from_disk
-
-            pairs = load_from_disk(str(inputs["preferences"].path))["preferences"]
+            pairs = run.load_split("preferences", inputs["preferences"])
             pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
             kwargs["train_dataset"] = pairs if self.data == "preferences" else unpaired(pairs)
             facts["pairs"] = len(pairs)
@@ -211,7 +244,19 @@ class TRLMethod:
             out_dir=out_dir,
             **kwargs,
         )
-        return {**fitted.summary(*self.logged), **facts}
+        if peft is not None:
+            adapters.record_start(out_dir, start.path)
+        trainable, total = adapters.trainable_parameters(model)  # the trainer wrapped `model` in place (LoRA)
+        return {**fitted.summary(*self.logged), **facts, "trainable_parameters": trainable, "total_parameters": total}
+
+    def load_start(self, path: Path, peft: adapters.PeftSettings | None) -> tuple[Any, dict[str, Any]]:
+        """The starting policy as the trainer takes it, and the trainer's model arguments: a frozen copy of the start
+        as `ref_model` (full fine-tuning, where the method has a reference), or a `peft_config` (the reference is then
+        the start with the adapter off). An adapter start comes merged: the new adapter sits on the starting policy."""
+        model = adapters.load_model(path, merge=True, **(peft.model_kwargs() if peft else {}))
+        if peft is not None:
+            return model, {"peft_config": peft.lora_config()}
+        return model, {"ref_model": adapters.load_model(path)} if self.reference_model else {}
 
     def _prompts_that_fit(self, run: Run, model: Any, tokenizer: Any) -> Any:
         """The training prompts, less those with no room beside `max_completion_length` in the model's context
