@@ -249,3 +249,71 @@ def test_every_algorithm_of_a_zoo_gets_its_own_colour() -> None:
     for count in (6, 15):
         groups = [SimpleNamespace(algorithm=f"method{i}") for i in range(count)]
         assert len(set(_colours(groups).values())) == count
+
+
+# -- judges named in the report -----------------------------------------------------------------------------
+def _judged_sweep(root: Path, by_gold: bool) -> Path:
+    """sft, dpo, ppo, best_of_n over seeds 0-1. Gold rewards rank them sft < dpo < best_of_n < ppo; the held-out
+    judge's win rates (0.50, 0.60, 0.70, 0.65) rank dpo and best_of_n the same but swap ppo and best_of_n; ppo and
+    best_of_n optimised the training RM, whose own win rates for them are 0.90 and 0.95."""
+    from sweeps import suite_headline
+
+    write_multirun(root, {"algorithm": "sft,dpo,ppo,best_of_n", "seed": "0,1"})
+    gold = {"sft": 0.40, "dpo": 0.50, "ppo": 0.70, "best_of_n": 0.60}
+    judged = {"sft": 0.50, "dpo": 0.60, "ppo": 0.65, "best_of_n": 0.70}
+    proxy = {"ppo": 0.90, "best_of_n": 0.95}
+    for number, (algorithm, seed) in enumerate((a, s) for a in gold for s in (0, 1)):
+        optimised = algorithm in proxy
+        metrics = {
+            "eval/gold/reward": gold[algorithm] + 0.01 * seed,
+            "eval/win_rate/rate": judged[algorithm],
+            "eval/win_rate/judged_by_gold": float(by_gold),
+            "eval/win_rate/judged_by_optimised_reward": float(optimised and not by_gold),
+            "eval/judge/rate": judged[algorithm],
+            "eval/judge/lc_rate": judged[algorithm],
+            **({"eval/judge/proxy_rate": proxy[algorithm]} if optimised else {}),
+        }
+        headline = suite_headline(("gold", "win_rate", "judge"))
+        make_job(root, number, algorithm, seed, metrics, headline=headline)
+    return root
+
+
+def test_a_win_rate_judged_by_the_reward_it_optimised_is_labelled(tmp_path: Path) -> None:
+    """Without gold, eval=win_rate is judged by the training reward: its column says so, and the rows of the methods
+    that optimised that reward (ppo, best_of_n) carry the dagger the caption explains."""
+    report = build_report(_judged_sweep(tmp_path, by_gold=False))
+    header = report.markdown.splitlines()[2]
+    assert "| win rate (judge: training reward) |" in header
+    assert "| win rate (judge: held-out RM) | LC win rate (judge: held-out RM) |" in header
+    assert "| win rate (judge: the reward it optimised) |" in header
+    table = report.markdown.split("###")[0].splitlines()
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table if line.startswith("| ")}
+    assert "0.650 [0.650, 0.650] †" in rows["ppo"] and "0.600 [0.600, 0.600] †" not in rows["dpo"]
+    assert "† judged by the reward it optimised (not an independent judge)." in report.markdown
+    assert "win rate (judge: training reward)" in (tmp_path / "report.html").read_text()
+
+
+def test_a_win_rate_judged_by_gold_says_so(tmp_path: Path) -> None:
+    report = build_report(_judged_sweep(tmp_path, by_gold=True))
+    assert "| win rate (judge: gold) |" in report.markdown.splitlines()[2]
+    assert "†" not in report.markdown
+
+
+def test_judges_are_checked_against_gold(tmp_path: Path) -> None:
+    """Group means, gold: sft 0.405, dpo 0.505, ppo 0.705, best_of_n 0.605 (ranks 1, 2, 4, 3); held-out judge:
+    0.50, 0.60, 0.65, 0.70 (ranks 1, 2, 3, 4). Spearman ρ = 1 - 6 Σd² / (n(n² - 1)) = 1 - 6·2 / 60 = 0.8.
+    Over-optimisation: ppo 0.90 by the reward it optimised vs 0.65 held out (+0.25), best_of_n 0.95 vs 0.70."""
+    from harness.report.tables import judge_check
+
+    report = build_report(_judged_sweep(tmp_path, by_gold=True))
+    checks = {check.metric.key: check for check in judge_check(report.comparison)}
+    assert set(checks) == {"eval/judge/rate", "eval/judge/lc_rate"}  # the suite with proxy_rate: a held-out judge
+    assert checks["eval/judge/rate"].spearman == pytest.approx(0.8)
+    assert checks["eval/judge/rate"].gaps == [("ppo", 0.90, 0.65), ("best_of_n", 0.95, 0.70)]
+    assert "### Judges against gold reward" in report.markdown
+    assert "- win rate (judge: held-out RM): Spearman ρ = 0.80 with gold reward (group means, 4 groups)." in (
+        report.markdown
+    )
+    gap = "- ppo: win rate judged by the reward it optimised 0.900 vs win rate (judge: held-out RM) 0.650 (gap +0.250)."
+    assert gap in report.markdown
+    assert "Judges against gold reward" in (tmp_path / "report.html").read_text()

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace):
         log_comparison(report, comparison_logger(identity["logger"]))
     if args.wandb_report:
         from harness.report.wandb_report import build_report as build_wandb_report
-        from harness.report.wandb_report import comparison_panels, publish_report
+        from harness.report.wandb_report import comparison_panels, metric_titles, publish_report
 
         logger = identity["logger"]
         wandb_report = build_wandb_report(
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace):
             title=f"{report.sweep.experiment}: alignment comparison",
             algorithms=sorted({group.algorithm for group in report.comparison.groups}),
             **comparison_panels(report.comparison),
+            titles=metric_titles(report.comparison),  # the judge of each win rate, as the table names it
         )
         print(f"W&B report: {publish_report(wandb_report)}")
     return report

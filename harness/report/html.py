@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping
 
 from harness.report.plots import TITLES
-from harness.report.tables import COST, Cell, Comparison, caption_notes, status_lines, table_rows
+from harness.report.tables import COST, Cell, Comparison, caption_notes, judge_checks, status_lines, table_rows
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -68,6 +68,10 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
         + html.escape(" ".join(caption_notes(comparison)))
         + "</p>",
     ]
+    if (checks := judge_checks(comparison)) and comparison.quality is not None:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in checks)
+        heading = f"<h2>Judges against {html.escape(comparison.quality.label)}</h2>"
+        parts += [heading, f'<ul class="judges">{items}</ul>']
     if problems := status_lines(sweep.jobs):
         items = "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in problems)
         parts += ["<h2>Jobs without a result</h2>", f'<ul class="problems">{items}</ul>']

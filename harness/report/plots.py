@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.report.aggregate import Group, training_history
-from harness.report.tables import Comparison, Curve, declared_curves
+from harness.report.tables import OPTIMISED_MARK, Comparison, Curve, declared_curves
 
 # The curve of an algorithm that declares none (`curves:` in its YAML): the loss, which every trainer logs.
 FALLBACK_CURVE = Curve("loss", "loss")
@@ -109,7 +109,9 @@ def metric_bars(comparison: Comparison) -> bytes | None:
         labels, means, errors, colors = [], [], [], []
         for group in comparison.groups:
             if (s := group.summary(metric.key)) is not None:
-                labels.append(group.label)
+                # a dagger: judged by the reward this group was optimised against (harness.report.tables)
+                mark = f" {OPTIMISED_MARK}" if comparison.judged_by_optimised(group, metric) else ""
+                labels.append(group.label + mark)
                 means.append(s.mean)
                 errors.append(_error(s))
                 colors.append(colours[group.algorithm])

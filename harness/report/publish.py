@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from typing import Any
 
 from harness.report import Report
+from harness.report.tables import judge_check
 
 log = logging.getLogger("harness")
 
@@ -51,6 +53,9 @@ def log_comparison(report: Report, logger_config: Any) -> None:
         for key in (metric.key for metric in report.comparison.headline)
         if (s := group.summary(key)) is not None
     }
+    for check in judge_check(report.comparison):  # does a held-out judge rank the methods as the quality metric does
+        if math.isfinite(check.spearman):
+            summary[f"judge_check/{check.metric.key}/spearman"] = check.spearman
     logger.log_comparison(
         group=sweep_identity(report)["group"],
         experiment=report.sweep.experiment,

@@ -1,12 +1,27 @@
-"""The comparison as rows: one per group, every metric as mean / interval, paired differences, and cost."""
+"""The comparison as rows: one per group, every metric as mean / interval, paired differences, and cost.
+
+Judged metrics (win rates) name their judge. A suite whose YAML label already says who judged ("win rate (judge:
+held-out RM)") is shown as declared. A suite whose judge is decided per job says so in its metrics, and the report
+reads that, whatever the suite is called:
+- `eval/<suite>/judged_by_gold`: 1 when the task's gold reward judged, 0 when the training reward did (`reward=`);
+  the suite's headline labels get "(judge: gold)" or "(judge: training reward)".
+- `eval/<suite>/judged_by_optimised_reward`: 1 when that judge is the reward the policy was optimised against
+  (best-of-n, PPO, GRPO on a learned reward); the group's cells of that suite are marked with a dagger, and the
+  caption says "judged by the reward it optimised".
+- `eval/<suite>/proxy_<metric>` beside a headline `eval/<suite>/<metric>`: the same win rate judged by the reward
+  the policy optimised. Such a suite is a held-out judge, and the report checks it against the quality metric (the
+  gold reward): the Spearman correlation of the methods' means, and the optimised reward's gap to it per method.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from scipy import stats
 
 from harness.report.aggregate import Group, Job, Sweep, paired
 
@@ -52,6 +67,36 @@ def declared_curves(results: list[dict[str, Any]]) -> list[Curve]:
     return list(curves.values())
 
 
+JUDGED_BY_GOLD = "judged_by_gold"
+JUDGED_BY_OPTIMISED = "judged_by_optimised_reward"
+OPTIMISED_MARK = "†"
+OPTIMISED_NOTE = f"{OPTIMISED_MARK} judged by the reward it optimised (not an independent judge)."
+
+
+def suite_of(key: str) -> str:
+    """`eval/<suite>/` of a metric key (empty for keys outside eval/)."""
+    parts = key.split("/")
+    return "/".join(parts[:2]) + "/" if len(parts) > 2 and parts[0] == "eval" else ""
+
+
+def _flags(groups: list[Group], key: str) -> set[float]:
+    return {float(job.metrics[key]) for group in groups for job in group.complete if key in job.metrics}
+
+
+def name_judges(headline: list[Metric], groups: list[Group]) -> list[Metric]:
+    """Headline metrics whose suite reports `judged_by_gold` get their judge in the label, unless it names one."""
+    named = []
+    for metric in headline:
+        flags = _flags(groups, suite_of(metric.key) + JUDGED_BY_GOLD) if suite_of(metric.key) else set()
+        if flags and "judge" not in metric.label:
+            judge = {frozenset({1.0}): "gold", frozenset({0.0}): "training reward"}.get(
+                frozenset(flags), "gold or training reward, per job"
+            )
+            metric = replace(metric, label=f"{metric.label} (judge: {judge})")
+        named.append(metric)
+    return named
+
+
 def undeclared_headline(groups: list[Group]) -> list[Metric]:
     """Without any declaration (results written before suites declared theirs): every eval/* metric, unmarked."""
     keys = {key for group in groups for job in group.complete for key in job.metrics if key.startswith("eval/")}
@@ -64,6 +109,7 @@ COST = [
     Metric("cost/pipeline_s", "pipeline s", None, 0),
     Metric("cost/tokens_trained", "tokens trained", None, 0),
     Metric("cost/tokens_generated", "tokens generated", None, 0),
+    Metric("cost/trainable_parameters", "trainable params", None, 0),  # all of them, or a LoRA adapter's
     Metric("cost/peak_memory_mb", "peak MB", None, 0),
 ]
 
@@ -84,6 +130,11 @@ def cost_metrics(job: Job) -> dict[str, float]:
         "cost/tokens_generated": float(cost.get("tokens_generated", math.nan)),
         "cost/peak_memory_mb": float(cost.get("peak_memory_mb", math.nan)),
     }
+    trainable = cost.get("trainable_parameters", {})
+    if own in trainable:  # [trainable, total] of the algorithm's own stage (results before LoRA have none)
+        flat["cost/trainable_parameters"] = float(trainable[own][0])
+    elif own not in stages:
+        flat["cost/trainable_parameters"] = 0.0  # trains nothing (base, best-of-n)
     for name, seconds in wall.items():
         flat[f"cost/wall_s/{name}"] = float(seconds)
     return flat
@@ -135,6 +186,11 @@ class Comparison:
     def baseline_group(self) -> Group | None:
         return next((g for g in self.groups if g.label == self.baseline), None)
 
+    def judged_by_optimised(self, group: Group, metric: Metric) -> bool:
+        """Whether a job of `group` had `metric` judged by the reward it was optimised against."""
+        prefix = suite_of(metric.key)
+        return bool(prefix) and 1.0 in _flags([group], prefix + JUDGED_BY_OPTIMISED)
+
     def best(self, metric: Metric) -> str | None:
         """Label of the group with the best mean for a metric with a direction (None if there is none)."""
         if metric.better is None:
@@ -155,7 +211,7 @@ def compare(sweep: Sweep, baseline: str | None = None) -> Comparison:
     asked = sweep.baseline if baseline is None else baseline
     labels = {group.label for group in groups}
     results = [job.result for job in sweep.jobs if job.result]
-    headline = declared_headline(results) or undeclared_headline(groups)
+    headline = name_judges(declared_headline(results) or undeclared_headline(groups), groups)
     present = metric_keys(groups, headline)
     return Comparison(
         sweep, groups, asked if asked in labels else None, present, headline, declared_curves(results), asked or None
@@ -241,11 +297,21 @@ def table_rows(
     for group in comparison.groups:
         n_done = len(group.complete)
         seeds = f"{n_done}/{len(group.jobs)}" if n_done != len(group.jobs) else str(n_done)
-        cells = [Cell(_cell(group.summary(m.key), m.digits, intervals), best[m.key] == group.label) for m in shown]
+        cells = [
+            Cell(
+                _cell(group.summary(m.key), m.digits, intervals) + _mark(comparison, group, m),
+                best[m.key] == group.label,
+            )
+            for m in shown
+        ]
         if with_diff:
             cells.insert(position, Cell(_diff_cell(comparison.diff(group))))
         rows.append([Cell(group.label), Cell(seeds), *cells])
     return header, rows
+
+
+def _mark(comparison: Comparison, group: Group, metric: Metric) -> str:
+    return f" {OPTIMISED_MARK}" if comparison.judged_by_optimised(group, metric) else ""
 
 
 def markdown_table(header: list[str], rows: list[list[Cell]]) -> str:
@@ -269,6 +335,9 @@ def to_markdown(comparison: Comparison) -> str:
         "",
         markdown_table(cost_header, cost_rows),
     ]
+    if checks := judge_checks(comparison):
+        heading = f"### Judges against {comparison.quality.label}"  # a check needs the quality metric
+        parts[5:5] = ["", heading, "", *(f"- {line}" for line in checks)]
     if problems := status_lines(sweep.jobs):
         parts += ["", "### Jobs without a result", "", *problems]
     return "\n".join(parts) + "\n"
@@ -283,6 +352,8 @@ def caption_notes(comparison: Comparison) -> list[str]:
     (or why there are none)."""
     shown = [m for m in comparison.headline if m.key in comparison.metrics]
     notes = [m.note for m in shown if m.note]
+    if any(comparison.judged_by_optimised(g, m) for g in comparison.groups for m in shown):
+        notes.append(OPTIMISED_NOTE)
     quality = comparison.quality
     if comparison.baseline and quality is not None:
         notes.append(f"Δ: {quality.label} paired by seed against {comparison.baseline}, with its 95% t-interval.")
@@ -293,6 +364,75 @@ def caption_notes(comparison: Comparison) -> list[str]:
     else:
         notes.append("No paired differences: no suite declares a quality metric (headline role: quality).")
     return notes
+
+
+# -- judges against the quality metric ------------------------------------------------------------------
+@dataclass(frozen=True)
+class JudgeCheck:
+    metric: Metric  # a win rate judged by a held-out judge
+    spearman: float  # rank correlation of the groups' means with the quality metric's (NaN: undefined)
+    groups: int  # how many groups have both means
+    gaps: list[tuple[str, float, float]]  # (group, optimised reward's win rate, the held-out judge's) per group
+
+
+def judge_check(comparison: Comparison) -> list[JudgeCheck]:
+    """For every held-out judge's headline win rate (a suite that also reports `proxy_<metric>`): does it rank the
+    groups as the quality metric does (Spearman over group means), and per group, how far the win rate judged by
+    the reward the policy optimised (`proxy_<metric>`) sits above the held-out judge's (over-optimisation)."""
+    quality = comparison.quality
+    if quality is None:
+        return []
+    judged_suites = {
+        suite_of(m.key)
+        for m in comparison.headline
+        if suite_of(m.key) and _proxy_key(m.key) in comparison.metrics and m.key != quality.key
+    }
+    checks = []
+    for metric in comparison.headline:
+        if suite_of(metric.key) not in judged_suites or metric.key not in comparison.metrics or metric.better is None:
+            continue
+        pairs = [
+            (judged.mean, truth.mean)
+            for group in comparison.groups
+            if (judged := group.summary(metric.key)) is not None and (truth := group.summary(quality.key)) is not None
+        ]
+        rho = math.nan
+        if len(pairs) >= 3 and len({j for j, _ in pairs}) > 1 and len({t for _, t in pairs}) > 1:
+            rho = float(stats.spearmanr(*zip(*pairs, strict=True)).statistic)
+        gaps = [
+            (group.label, proxy.mean, judged.mean)
+            for group in comparison.groups
+            if (proxy := group.summary(_proxy_key(metric.key))) is not None
+            and (judged := group.summary(metric.key)) is not None
+        ]
+        checks.append(JudgeCheck(metric, rho, len(pairs), gaps))
+    return checks
+
+
+def _proxy_key(key: str) -> str:
+    head, _, name = key.rpartition("/")
+    return f"{head}/proxy_{name}"
+
+
+def judge_checks(comparison: Comparison) -> list[str]:
+    """The judge check as sentences (comparison.md's "Judges against gold", report.html's too)."""
+    quality = comparison.quality
+    lines = []
+    for check in judge_check(comparison):
+        if math.isnan(check.spearman):
+            why = "needs 3 groups" if check.groups < 3 else "a constant column"
+            lines.append(f"{check.metric.label}: Spearman ρ with {quality.label} undefined ({why}).")
+        else:
+            lines.append(
+                f"{check.metric.label}: Spearman ρ = {check.spearman:.2f} with {quality.label} "
+                f"(group means, {check.groups} groups)."
+            )
+        for group, proxy, judged in check.gaps:
+            lines.append(
+                f"{group}: win rate judged by the reward it optimised {proxy:.3f} vs {check.metric.label} {judged:.3f} "
+                f"(gap {proxy - judged:+.3f})."
+            )
+    return lines
 
 
 def status_lines(jobs: list[Job]) -> list[str]:

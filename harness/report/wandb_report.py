@@ -9,7 +9,7 @@ standard-deviation error bar, and training curves show the mean with a standard-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,11 @@ def comparison_panels(comparison: Comparison) -> dict[str, Any]:
     }
 
 
+def metric_titles(comparison: Comparison) -> dict[str, str]:
+    """The headline metrics' labels by key, as the comparison table shows them (judges named)."""
+    return {metric.key: metric.label for metric in comparison.headline}
+
+
 def build_report(
     *,
     entity: str,
@@ -103,13 +108,15 @@ def build_report(
     kl_key: str | None = None,
     bar_metrics: Sequence[str] = (),
     curve_metrics: Sequence[str] = (),
+    titles: Mapping[str, str] | None = None,
 ) -> Report:
     """A Report (not saved) comparing the algorithms of W&B group `group` in `entity/project`.
 
     It holds a heading, a short intro, and one panel grid over the group's runs grouped by job type (algorithm):
     a scatter of `reward_key` against `kl_key` (when both are given), one bar plot per bar metric (mean ± std
     over seeds), and one line plot per curve metric against `train/step` (mean with a std band).
-    `comparison_panels` gives these from a sweep's comparison.
+    `comparison_panels` gives these from a sweep's comparison; `titles` names a bar by its metric's label (which
+    says who judged a win rate, `metric_titles`) instead of its key.
     """
     wr = _reports()
     if len(title) > MAX_TITLE:
@@ -128,7 +135,7 @@ def build_report(
     # The panel-level grouping is what makes W&B aggregate within the chart and draw the error bars.
     bars = [
         wr.BarPlot(
-            title=metric,
+            title=(titles or {}).get(metric, metric),
             metrics=[metric],
             orientation="v",
             groupby=GROUP_BY,

@@ -4,6 +4,9 @@ It starts from the SFT model (as in Ouyang et al. 2022) with a scalar head, is t
 Bradley-Terry loss on `preferences`, and is a cached stage shared by every RL job of a sweep. Its held-out
 pairwise accuracy is reported both against the (noisy) labels and, where the task has one, against the gold
 reward's own ordering. `reward.trainer.max_steps=<few>` makes a deliberately weak one.
+
+The training itself is `train_reward_model`, which `eval=judge` also uses for its held-out reward model (other
+pairs, another starting point, its own seed); `load_initial_model` is where the starting weights are read.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 
 import torch
 
+from harness.adapters import load_model
 from harness.batching import length_groups
 from harness.guards import check_rewards, context_size, keep_last
-from harness.protocols import Reward, Run
+from harness.protocols import Reward, Run, StageOutput
 from harness.schema import plain
 
 log = logging.getLogger(__name__)
@@ -113,7 +117,16 @@ class LearnedReward:
             "reward_model",
             config,
             {"preferences": preferences, "sft": sft},
-            lambda out: self._train(run, sft.path, preferences.path, out),
+            lambda out: train_reward_model(
+                run,
+                sft.path,
+                preferences,
+                out,
+                trainer=self.trainer,
+                eval_fraction=self.eval_fraction,
+                seed=run.seed,
+                name=self.name,
+            ),
             collective=True,  # a trainer: every process of a multi-process job takes part
         )
         return Reward(
@@ -125,52 +138,83 @@ class LearnedReward:
             metrics={f"reward_model/{k}": v for k, v in stage.metrics.items() if isinstance(v, int | float)},
         )
 
-    def _train(self, run: Run, sft_path: Path, preferences_path: Path, out_dir: Path) -> dict[str, Any]:
-        from datasets import load_from_disk
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        from trl import RewardConfig, RewardTrainer
 
-        from harness.training import fit
+def load_initial_model(init_path: Path, seed: int) -> Any:
+    """The model a reward model starts from: the causal LM at `init_path` with a new scalar head.
 
-        pairs = load_from_disk(str(preferences_path))["preferences"].select_columns(["prompt", "chosen", "rejected"])
-        order = list(range(len(pairs)))
-        random.Random(0).shuffle(order)
-        held_out = max(1, int(len(order) * self.eval_fraction))
-        train, test = pairs.select(order[held_out:]), pairs.select(order[:held_out])
+    The head is drawn from torch's global generator: seeded here, or the reward model (and every RL stage on it)
+    depends on what ran earlier in the process (the jobs before it in a sweep)."""
+    from transformers import AutoModelForSequenceClassification
 
-        tokenizer = AutoTokenizer.from_pretrained(sft_path)
-        # The scalar head is new, drawn from torch's global generator: seed it here, or the reward model (and
-        # every RL stage on it) depends on what ran earlier in the process (the jobs before it in a sweep).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(run.seed)
-            model = AutoModelForSequenceClassification.from_pretrained(sft_path, num_labels=1, use_safetensors=True)
-        model.config.pad_token_id = tokenizer.pad_token_id
-        fitted = fit(
-            RewardTrainer,
-            RewardConfig,
-            self.trainer,
-            run=run,
-            model=model,
-            tokenizer=tokenizer,
-            out_dir=out_dir,
-            namespace="reward_model",
-            train_dataset=train,
-        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        # a full model, or an adapter stage merged into its start (peft=lora)
+        model = load_model(init_path, AutoModelForSequenceClassification, merge=True, num_labels=1)
+    return model
 
-        score = RewardModelFn(out_dir, run.device, name=self.name)
-        chosen = score(test["prompt"], test["chosen"])
-        rejected = score(test["prompt"], test["rejected"])
-        metrics: dict[str, Any] = {
-            "accuracy": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
-            **fitted.summary("loss"),
-            "train_pairs": len(train),
-            "test_pairs": len(test),
-        }
-        gold = run.task.gold()
-        if gold is not None:  # how well it ranks by the truth, not by the noisy labels
-            gold_c, gold_r = gold.reward(test["prompt"], test["chosen"]), gold.reward(test["prompt"], test["rejected"])
-            decided = [
-                (c > r, gc > gr) for c, r, gc, gr in zip(chosen, rejected, gold_c, gold_r, strict=True) if gc != gr
-            ]
-            metrics["gold_accuracy"] = sum(a == b for a, b in decided) / len(decided) if decided else float("nan")
-        return metrics
+
+def train_reward_model(
+    run: Run,
+    init_path: Path,
+    preferences: StageOutput | Sequence[StageOutput],
+    out_dir: Path,
+    *,
+    trainer: Mapping[str, Any],
+    eval_fraction: float,
+    seed: int,
+    name: str = "learned",
+    namespace: str = "reward_model",
+) -> dict[str, Any]:
+    """Train a Bradley-Terry reward model (TRL `RewardTrainer`) from `init_path` on the `preferences` split of
+    `preferences` (one stage, or several whose pairs are pooled) into `out_dir`, as the build of a stage; returns the
+    stage's metrics.
+
+    A fixed `eval_fraction` of the pairs (the same ones for every seed) is held out: `accuracy` is the model's
+    pairwise accuracy there against the (noisy) labels, `gold_accuracy` against the task's gold ordering where it
+    has one. `seed` seeds the new head and the trainer: a stage shared across jobs passes one of its own, not the
+    job's. Used by `reward=learned` and by the held-out judge of `eval=judge`."""
+    from datasets import concatenate_datasets
+    from transformers import AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    from harness.training import fit
+
+    sources = [preferences] if isinstance(preferences, StageOutput) else list(preferences)
+    columns = ["prompt", "chosen", "rejected"]
+    parts = [run.load_split("preferences", stage).select_columns(columns) for stage in sources]
+    pairs = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    order = list(range(len(pairs)))
+    random.Random(0).shuffle(order)
+    held_out = max(1, int(len(order) * eval_fraction))
+    train, test = pairs.select(order[held_out:]), pairs.select(order[:held_out])
+
+    tokenizer = AutoTokenizer.from_pretrained(init_path)
+    model = load_initial_model(init_path, seed)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    fitted = fit(
+        RewardTrainer,
+        RewardConfig,
+        trainer,
+        run=run if seed == run.seed else run.with_seed(seed),
+        model=model,
+        tokenizer=tokenizer,
+        out_dir=out_dir,
+        namespace=namespace,
+        train_dataset=train,
+    )
+
+    score = RewardModelFn(out_dir, run.device, name=name)
+    chosen = score(test["prompt"], test["chosen"])
+    rejected = score(test["prompt"], test["rejected"])
+    metrics: dict[str, Any] = {
+        "accuracy": sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen),
+        **fitted.summary("loss"),
+        "train_pairs": len(train),
+        "test_pairs": len(test),
+    }
+    gold = run.gold()
+    if gold is not None:  # how well it ranks by the truth, not by the noisy labels
+        gold_c, gold_r = gold.reward(test["prompt"], test["chosen"]), gold.reward(test["prompt"], test["rejected"])
+        decided = [(c > r, gc > gr) for c, r, gc, gr in zip(chosen, rejected, gold_c, gold_r, strict=True) if gc != gr]
+        metrics["gold_accuracy"] = sum(a == b for a, b in decided) / len(decided) if decided else float("nan")
+    return metrics
