@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, then results/bench/summary.json and summary.md.
 
     python -m bench [--only overhead,ppo,demo] [--reps 3] [--ppo-episodes N]
+    python -m bench gpu [...]    # the GPU check, on its own (bench/gpu.py; not part of `make bench`)
 
 Each benchmark measures its baseline in the same invocation and reports ratios of medians (see each module).
 About 45 minutes on 2 CPU cores: overhead ~23 (SFT, DPO, KTO, ORPO), PPO ~12 (the TRL 1.12 environment is made
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -103,6 +105,10 @@ def fmt(value: float | None) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["gpu"]:
+        from bench import gpu
+
+        sys.exit(gpu.main(sys.argv[2:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="overhead,ppo,demo")
     parser.add_argument("--reps", type=int, default=3)
