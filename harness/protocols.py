@@ -107,7 +107,7 @@ class Reward:
     name: str
     fn: RewardFn
     is_gold: bool
-    model_path: Path | None = None  # a learned reward model's directory (PPO starts its value model here)
+    model_path: Path | None = None  # a learned reward model's folder (full fine-tuning PPO starts its value model here)
     stages: list[StageOutput] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 

@@ -163,6 +163,7 @@ def test_the_held_out_judge_is_the_same_stage_for_every_training_seed() -> None:
         base = SimpleNamespace(key="base", path=Path("base"))
         run = SimpleNamespace(
             seed=seed,
+            with_seed=lambda other: SimpleNamespace(seed=other),
             base_model=lambda: base,
             preferences=lambda policy, purpose: SimpleNamespace(key=f"pairs-from-{policy().key}-{purpose}"),
             stage=lambda name, config, inputs, build, collective: seen.update(
