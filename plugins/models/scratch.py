@@ -173,35 +173,42 @@ class ScratchGPT2:
         return kept
 
     def _pretrain(self, model: Any, rows: list[list[int]], pad_id: int) -> tuple[float, int]:
-        settings = self.train_settings
-        steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
-        if batch_size > len(rows):  # `length_buckets` would never fill a batch: pretraining would hang
-            log.warning("model.train.batch_size=%d: only %d texts to pretrain on; using that", batch_size, len(rows))
-            batch_size = len(rows)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"], betas=(0.9, 0.98)
-        )
-        warmup = int(settings["warmup_steps"])
+        return pretrain(model, rows, pad_id, self.train_settings, self.seed, "pretraining base model")
 
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        batches = length_buckets(rows, batch_size, random.Random(self.seed))
-        model.train()
-        running, tokens = None, 0
-        progress = tqdm(range(steps), desc="pretraining base model", leave=False, mininterval=2)
-        for _ in progress:
-            input_ids, mask, labels = batch_tensors(next(batches), pad_id)
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += int(mask.sum())
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            progress.set_postfix(loss=f"{running:.3f}", refresh=False)
-        return float(running or 0.0), tokens
+def pretrain(
+    model: Any, rows: list[list[int]], pad_id: int, settings: Mapping[str, Any], seed: int, desc: str
+) -> tuple[float, int]:
+    """The fixed pretraining recipe of the testbed's base models: AdamW, linear warmup then cosine decay, batches of
+    similar length. Returns the smoothed final loss and the tokens trained on."""
+    steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
+    if batch_size > len(rows):  # `length_buckets` would never fill a batch: pretraining would hang
+        log.warning("model.train.batch_size=%d: only %d texts to pretrain on; using that", batch_size, len(rows))
+        batch_size = len(rows)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"], betas=(0.9, 0.98)
+    )
+    warmup = int(settings["warmup_steps"])
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    batches = length_buckets(rows, batch_size, random.Random(seed))
+    model.train()
+    running, tokens = None, 0
+    progress = tqdm(range(steps), desc=desc, leave=False, mininterval=2)
+    for _ in progress:
+        input_ids, mask, labels = batch_tensors(next(batches), pad_id)
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += int(mask.sum())
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        progress.set_postfix(loss=f"{running:.3f}", refresh=False)
+    return float(running or 0.0), tokens

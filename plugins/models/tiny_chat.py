@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -20,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
-from plugins.models.scratch import batch_tensors, length_buckets, mean_token_loss
+from plugins.models.scratch import mean_token_loss, pretrain
 
 log = logging.getLogger(__name__)
 
@@ -256,36 +254,5 @@ class TinyChat:
         return kept
 
     def _pretrain(self, model: Any, rows: list[list[int]], pad_id: int) -> tuple[float, int]:
-        """AdamW with linear warmup then cosine decay (as `model=tiny_gpt2`); returns the smoothed loss, tokens."""
-        settings = self.train_settings
-        steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
-        if batch_size > len(rows):  # `length_buckets` would never fill a batch: pretraining would hang
-            log.warning("model.train.batch_size=%d: only %d texts to pretrain on; using that", batch_size, len(rows))
-            batch_size = len(rows)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=settings["learning_rate"], weight_decay=settings["weight_decay"], betas=(0.9, 0.98)
-        )
-        warmup = int(settings["warmup_steps"])
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        batches = length_buckets(rows, batch_size, random.Random(self.seed))
-        model.train()
-        running, tokens = None, 0
-        progress = tqdm(range(steps), desc="pretraining chat base model", leave=False, mininterval=2)
-        for _ in progress:
-            input_ids, mask, labels = batch_tensors(next(batches), pad_id)
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += int(mask.sum())
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            progress.set_postfix(loss=f"{running:.3f}", refresh=False)
-        return float(running or 0.0), tokens
+        """`model=tiny_gpt2`'s recipe: AdamW, warmup then cosine decay; returns the smoothed loss and tokens."""
+        return pretrain(model, rows, pad_id, self.train_settings, self.seed, "pretraining chat base model")
