@@ -52,7 +52,7 @@ class Run:
         self.seed: int = cfg.seed
         self.output_dir = output_dir
         self.logger = logger
-        self.cache = StageCache(cfg.cache_dir)
+        self.cache = StageCache(cfg.cache_dir, verify=cfg.get("verify_stages") or "sizes")
         self.device = resolve_device(cfg.device)
         self.task: Task = build_plugin(cfg.task)
         self.model_source: ModelSource = build_plugin(cfg.model)

@@ -60,6 +60,8 @@ class HarnessConfig:
     seed: int = 0  # training seed of the algorithm stage
     results_dir: str = "results"
     cache_dir: str = "${results_dir}/cache"
+    # what reusing a cached stage checks against what its build recorded: sizes (and small files' hashes), or hashes
+    verify_stages: str = "sizes"
     device: str = "auto"  # auto | cpu | cuda
     cpu_threads: int | None = None  # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
     base_model_threads: int | None = None  # torch threads while the base model is built (None: cpu_threads)

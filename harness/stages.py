@@ -5,6 +5,11 @@ hashes the stage's resolved config, the keys of the stages it was built from, an
 Two jobs that need the same stage get the same directory: the first builds it while holding a file lock, the
 others wait and reuse it. `COMPLETE` is written last, so a directory without it is a killed build: it is
 rebuilt, resuming from the trainer checkpoints the killed build left (everything else in it is thrown away).
+
+A completed stage records every file it wrote, with its size and SHA-256 (`stage.json` `files`). Reusing one
+checks it first: every size, and the hash of every small file (`verify="hashes"`: of every file). A stage that
+fails (a file cut short by a full disk or an interrupted copy, one that went missing, a flipped bit the check can
+see) is set aside as `<key>.corrupt-<time>` with a one-line warning and built again.
 """
 
 from __future__ import annotations
@@ -35,6 +40,36 @@ HISTORY = "log_history.jsonl"  # a trained stage's training curve, one JSON row 
 # What a killed build leaves that the next build resumes from: trainer checkpoints (each written whole by its
 # trainer) and the training curve up to them (the builder cuts it back to the checkpoint it resumes from).
 RESUMABLE = ("checkpoints", "log_history.jsonl")
+SMALL_FILE = 1 << 20  # bytes: files up to this size are hashed on every reuse (configs, tokenizers, datasets' state)
+VERIFY = ("sizes", "hashes")
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest(path: Path) -> dict[str, list[Any]]:
+    """Every file a stage wrote (relative path -> [size, sha256]), but for its completion records."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name not in (MARKER, META))
+    return {str(f.relative_to(path)): [f.stat().st_size, file_hash(f)] for f in files}
+
+
+def check_files(path: Path, recorded: Mapping[str, list[Any]], hashes: bool) -> str | None:
+    """What is wrong with a stage's files against what it recorded (None: they are sound)."""
+    for name, (size, digest) in recorded.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        actual = file.stat().st_size
+        if actual != size:
+            return f"{name} has {actual} bytes, {size} when it was built"
+        if (hashes or size <= SMALL_FILE) and file_hash(file) != digest:
+            return f"{name} differs from what was built (SHA-256)"
+    return None
 
 
 def clear_incomplete(path: Path) -> list[str]:
@@ -78,14 +113,42 @@ Build = Callable[[Path], Mapping[str, Any] | None]
 
 
 class StageCache:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, verify: str = "sizes") -> None:
+        from harness.errors import HarnessError
+
+        if verify not in VERIFY:
+            raise HarnessError(f"verify_stages={verify!r}: expected one of {', '.join(VERIFY)}")
         self.root = Path(root)
+        self.verify = verify
 
     def path(self, name: str, key: str) -> Path:
         return self.root / name / key
 
     def is_complete(self, name: str, key: str) -> bool:
         return (self.path(name, key) / MARKER).exists()
+
+    def problem(self, name: str, key: str) -> str | None:
+        """What is wrong with a complete stage's files (None: sound, or built before stages recorded them)."""
+        path = self.path(name, key)
+        try:
+            recorded = read_json(path / META).get("files")
+        except (OSError, ValueError):
+            return f"{META} cannot be read"
+        if recorded is None:
+            return None
+        return check_files(path, recorded, hashes=self.verify == "hashes")
+
+    def is_sound(self, name: str, key: str) -> bool:
+        """Complete, and its files are what its build wrote."""
+        return self.is_complete(name, key) and self.problem(name, key) is None
+
+    def set_aside(self, name: str, key: str, problem: str) -> Path:
+        """Move a stage that failed its check out of the way (kept for a post-mortem), so it is built again."""
+        path = self.path(name, key)
+        aside = path.with_name(f"{key}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        path.rename(aside)
+        log.warning("stage %s: %s failed its check (%s); set aside as %s and rebuilt", name, path, problem, aside.name)
+        return aside
 
     def run(
         self, name: str, config: Any, inputs: Mapping[str, StageOutput], build: Build, collective: bool = False
@@ -95,7 +158,7 @@ class StageCache:
         With several processes (harness.distributed), a `collective` build (a trainer's) runs in all of them;
         any other is built by the main process while the rest wait, then read from the cache."""
         key = stage_key(name, config, inputs)
-        if distributed.main_value(self.is_complete(name, key)):
+        if distributed.main_value(self.is_sound(name, key)):
             return self._load(name, key, built_now=False)
         if not distributed.is_distributed():
             return self._build(name, key, config, inputs, build)
@@ -128,8 +191,11 @@ class StageCache:
             # Another job finished it while we waited. (A multi-process job whose trainer stage another job
             # completes meanwhile leaves its other processes waiting at the barrier until gloo's timeout: rare.)
             if self.is_complete(name, key):
-                log.info("stage %s: reusing %s (built by a concurrent job)", name, path)
-                return self._load(name, key, built_now=False)
+                problem = self.problem(name, key)
+                if problem is None:
+                    log.info("stage %s: reusing %s (built by a concurrent job)", name, path)
+                    return self._load(name, key, built_now=False)
+                self.set_aside(name, key, problem)
             if path.exists():
                 kept = clear_incomplete(path)
                 log.warning("stage %s: incomplete build at %s (killed?); keeping %s", name, path, kept or "nothing")
@@ -154,6 +220,7 @@ class StageCache:
                     "metrics": metrics,
                     "versions": stack_versions(),
                     "pid": os.getpid(),
+                    "files": manifest(path),  # what a later reuse checks
                 },
             )
             (path / MARKER).write_text(key + "\n")  # last: from here on the stage is complete

@@ -83,3 +83,120 @@ def test_concurrent_jobs_build_a_shared_stage_once(tmp_path: Path) -> None:
     assert len(set(paths)) == 1
     assert len(counter.read_text().splitlines()) == 1
     assert (Path(paths[0]) / "weights.txt").read_text() == "shared"
+
+
+# -- verified stages ----------------------------------------------------------------------------------------
+def weights_and_config(seed: int):
+    """A stage like a model's: 2 MiB of weights (large: sizes checked) and a small config (always hashed)."""
+
+    def build(out: Path) -> dict:
+        (out / "model.safetensors").write_bytes(bytes((seed + i) % 251 for i in range(2 << 20)))
+        (out / "config.json").write_text('{"n_layer": 2}')
+        return {"built": seed}
+
+    return build
+
+
+def corrupt_then_reuse(tmp_path: Path, damage, verify: str = "sizes") -> tuple:
+    cache = StageCache(tmp_path, verify=verify)
+    first = cache.run("sft", {"lr": 1}, {}, weights_and_config(1))
+    damage(first.path)
+    again = StageCache(tmp_path, verify=verify).run("sft", {"lr": 1}, {}, weights_and_config(1))
+    return first, again
+
+
+def truncate(path: Path) -> None:
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # what a full disk or an interrupted copy leaves
+
+
+def flip_weights(path: Path) -> None:
+    weights = path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[12345] ^= 0x01
+    weights.write_bytes(bytes(data))
+
+
+def flip_config(path: Path) -> None:
+    (path / "config.json").write_text('{"n_layer": 3}')
+
+
+@pytest.mark.parametrize(
+    ("damage", "verify", "why"),
+    [
+        (truncate, "sizes", "model.safetensors has 1000 bytes, 2097152 when it was built"),
+        (lambda p: (p / "config.json").unlink(), "sizes", "config.json is missing"),
+        (flip_config, "sizes", "config.json differs from what was built (SHA-256)"),
+        (flip_weights, "hashes", "model.safetensors differs from what was built (SHA-256)"),
+    ],
+)
+def test_a_damaged_stage_is_set_aside_with_one_warning_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage, verify: str, why: str
+) -> None:
+    with caplog.at_level("WARNING", logger="harness.stages"):
+        first, again = corrupt_then_reuse(tmp_path, damage, verify)
+    assert again.built_now and again.path == first.path
+    assert (again.path / "model.safetensors").read_bytes() == bytes((1 + i) % 251 for i in range(2 << 20))
+    assert (again.path / "config.json").read_text() == '{"n_layer": 2}'
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert why in warning and "set aside as" in warning and "\n" not in warning
+    [aside] = [p for p in (tmp_path / "sft").iterdir() if ".corrupt-" in p.name]
+    assert aside.name.startswith(f"{first.key}.corrupt-")  # kept for a post-mortem, out of the cache's way
+    assert (aside / "model.safetensors").exists()
+
+
+def test_a_flipped_bit_in_large_weights_passes_the_size_check_but_not_the_hash_check(tmp_path: Path) -> None:
+    """Sizes (the default) cost a stat per file; a bit flip in a large file needs verify_stages=hashes."""
+    first, again = corrupt_then_reuse(tmp_path, flip_weights, "sizes")
+    assert not again.built_now
+    cache = StageCache(tmp_path, verify="hashes")
+    assert cache.problem("sft", first.key) == "model.safetensors differs from what was built (SHA-256)"
+
+
+def test_a_stage_built_before_stages_recorded_their_files_is_trusted(tmp_path: Path) -> None:
+    import json
+
+    first = StageCache(tmp_path).run("sft", {"lr": 1}, {}, weights_and_config(1))
+    meta = json.loads((first.path / "stage.json").read_text())
+    del meta["files"]
+    (first.path / "stage.json").write_text(json.dumps(meta))
+    truncate(first.path)
+    assert not StageCache(tmp_path).run("sft", {"lr": 1}, {}, weights_and_config(1)).built_now
+
+
+def test_an_unknown_verify_setting_is_one_line() -> None:
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match=r"verify_stages='always': expected one of sizes, hashes"):
+        StageCache("nowhere", verify="always")
+
+
+def test_a_truncated_sft_stage_is_rebuilt_and_the_job_matches_a_clean_run(tmp_path: Path) -> None:
+    """The issue's report: a cut-short model.safetensors used to end the next run in a 32-line SafetensorError."""
+    import json
+    import re
+
+    from conftest import run_harness
+
+    args = ["algorithm=sft", "debug=smoke", "eval=[gold]", f"results_dir={tmp_path}"]
+    clean = run_harness(*args)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    [first] = tmp_path.glob("runs/*/result.json")
+    sft = Path(json.loads(first.read_text())["stages"]["sft"]["path"])
+    truncate_to = (sft / "model.safetensors").stat().st_size // 2
+    with (sft / "model.safetensors").open("r+b") as weights:
+        weights.truncate(truncate_to)
+    again = run_harness(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
+    output = again.stdout + again.stderr
+    warnings = [line for line in output.splitlines() if "failed its check" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert re.search(r"stage sft: .* failed its check \(model\.safetensors has \d+ bytes", warnings[0])
+    second = next(p for p in tmp_path.glob("runs/*/result.json") if p != first)
+    result = json.loads(second.read_text())
+    assert result["stages"]["sft"]["built_now"]
+    expected = json.loads(first.read_text())["metrics"]
+    timeless = {key: value for key, value in expected.items() if "runtime" not in key}
+    assert {key: result["metrics"][key] for key in timeless} == pytest.approx(timeless)
+    assert "eval/gold/reward" in timeless
