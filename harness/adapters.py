@@ -175,7 +175,8 @@ def load_model(
         model_class = AutoModelForCausalLM
     path = Path(path)
     if not is_adapter(path):
-        model = model_class.from_pretrained(path, use_safetensors=True, **kwargs)
+        with unreadable_weights(path):
+            model = model_class.from_pretrained(path, use_safetensors=True, **kwargs)
     else:
         from peft import PeftConfig, PeftModel
 
@@ -191,6 +192,22 @@ def load_model(
         else:
             model = PeftModel.from_pretrained(start, str(path), is_trainable=trainable)
     return model.to(device) if device is not None and "quantization_config" not in kwargs else model
+
+
+@contextlib.contextmanager
+def unreadable_weights(path: Path) -> Iterator[None]:
+    """Weights that pass the stage check (sizes) but cannot be read (a damaged header): one line naming the folder
+    and what to run, not the loader's traceback."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as error:
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise HarnessError(
+            f"{path}: its weights cannot be read ({reason}); run again with verify_stages=hashes to set the damaged "
+            "stage aside and rebuild it, or delete that folder"
+        ) from None
 
 
 # -- what a job holds ------------------------------------------------------------------------------------------

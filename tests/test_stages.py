@@ -200,3 +200,25 @@ def test_a_truncated_sft_stage_is_rebuilt_and_the_job_matches_a_clean_run(tmp_pa
     timeless = {key: value for key, value in expected.items() if "runtime" not in key}
     assert {key: result["metrics"][key] for key in timeless} == pytest.approx(timeless)
     assert "eval/gold/reward" in timeless
+
+
+def test_weights_that_pass_the_size_check_but_cannot_be_read_are_one_line_naming_the_folder(tmp_path: Path) -> None:
+    """A damaged header in large weights: the default check (sizes) cannot see it; reading it says what to run."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from harness.adapters import load_model
+    from harness.errors import HarnessError
+
+    torch.manual_seed(0)
+    folder = tmp_path / "sft" / "abc"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:8] = b"\xff" * 8  # the header's length: now impossible
+    weights.write_bytes(bytes(data))
+    with pytest.raises(HarnessError) as error:
+        load_model(folder)
+    message = str(error.value)
+    assert message.startswith(f"{folder}: its weights cannot be read") and "verify_stages=hashes" in message
+    assert "\n" not in message
