@@ -130,10 +130,11 @@ class HFDataTask:
     completion_fields: tuple[str, ...] = ()
     other_fields: tuple[str, ...] = ()
     prompt_optional = True  # without a prompt column, completions that are conversations hold the prompt
+    default_name = ""  # `name` when the config gives none (its YAML always does)
 
     def __init__(
         self,
-        name: str,
+        name: str | None = None,
         path: str = "",
         subset: str | None = None,
         split: str = "train",
@@ -143,7 +144,7 @@ class HFDataTask:
         seed: int = 0,
     ) -> None:
         # Checked in `build_datasets`: Hydra's `instantiate` would wrap an error raised here in its own.
-        self.name = name
+        self.name = name or self.default_name
         self.path = path
         self.subset = subset
         self.split = split

@@ -5,7 +5,6 @@ DPO, ...) and are rewarded by the run's `reward=`. A prompt is text or a list of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from plugins.tasks.hf_preferences import HFDataTask, distinct, form, plain_text, prompts_table, texts_table
@@ -20,19 +19,7 @@ class HFPrompts(HFDataTask):
     """
 
     prompt_optional = False
-
-    def __init__(
-        self,
-        name: str = "hf_prompts",
-        path: str = "",
-        subset: str | None = None,
-        split: str = "train",
-        columns: Mapping[str, str | None] | None = None,
-        eval_fraction: float = 0.05,
-        max_examples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(name, path, subset, split, columns, eval_fraction, max_examples, seed)
+    default_name = "hf_prompts"
 
     def splits(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         train, evaluation, _ = self.held_out(examples)

@@ -23,19 +23,7 @@ class HFUnpaired(HFDataTask):
 
     completion_fields = ("completion",)
     other_fields = ("label",)
-
-    def __init__(
-        self,
-        name: str = "hf_unpaired",
-        path: str = "",
-        subset: str | None = None,
-        split: str = "train",
-        columns: Mapping[str, str | None] | None = None,
-        eval_fraction: float = 0.05,
-        max_examples: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(name, path, subset, split, columns, eval_fraction, max_examples, seed)
+    default_name = "hf_unpaired"
 
     def example(self, i: int, row: Mapping[str, Any]) -> dict[str, Any]:
         return {**super().example(i, row), "label": self._label(i, row["label"])}
