@@ -82,7 +82,9 @@ def settings(node: Any, device: str) -> PeftSettings | None:
         return None
     from peft import LoraConfig
 
-    values = dict(node)
+    from harness.declarations import DECLARATION_KEYS
+
+    values = {key: value for key, value in node.items() if key not in DECLARATION_KEYS}  # `ranges:` is not LoRA's
     name = str(values.pop("name", "lora"))
     quantization = values.pop("quantization", None)
     known = {spec.name for spec in dataclasses.fields(LoraConfig) if spec.init} - {"task_type", "peft_type"}

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.errors import HarnessError
 
-DECLARATION_KEYS = ("headline", "curves")
+DECLARATION_KEYS = ("headline", "curves", "ranges")  # ranges: settings' allowed values (harness.ranges)
 BETTER = ("higher", "lower", None)  # None: no best value is marked (e.g. a KL, where less is a cost, not a quality)
 # quality: the metric paired differences are taken on and the frontier's y axis; divergence: the frontier's x axis
 # (the KL to the reference); proxy: what an RL algorithm optimised, set against the quality metric

@@ -14,11 +14,13 @@ from omegaconf import DictConfig
 
 from harness import distributed
 from harness.declarations import curve_entries, headline_entries, split_declarations
+from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
 from harness.objective import objective_value
 from harness.protocols import EvalSuite, Policy
+from harness.ranges import check_config
 from harness.results import (
     RESULT_FILE,
     SAMPLES_FILE,
@@ -59,6 +61,7 @@ class Job:
         reset_peak_memory()
         try:  # whatever fails, even building a plugin, leaves a result.json that says so
             check_kl_budget(cfg)  # fail before training, not after
+            check_config(cfg, resolve_device(cfg.device))  # every setting inside its declared range
             algorithm_config, declared = split_declarations(cfg.algorithm)
             self.curves = curve_entries(cfg.algorithm.name, declared.get("curves"))
             algorithm = build_plugin(algorithm_config)
@@ -73,6 +76,8 @@ class Job:
             started_logger = True
             wall["logger"] = time.perf_counter() - start
             run = Run(cfg, self.output_dir, self.logger)
+            if suites:
+                check_num_prompts(cfg, run)  # the data stage is cheap; training is not
             start = time.perf_counter()
             policy = algorithm.train(run)
             wall["train_job"] = time.perf_counter() - start
@@ -224,6 +229,21 @@ def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str,
         headline += headline_entries(name, declared.get("headline"))
         suites[name] = build_plugin(suite_config)
     return suites, headline
+
+
+def check_num_prompts(cfg: DictConfig, run: Run) -> None:
+    """`generation.num_prompts` beyond the task's evaluation prompts would quietly evaluate fewer: refuse it."""
+    limit = cfg.generation.num_prompts
+    if limit is None:
+        return
+    from datasets import load_from_disk
+
+    available = len(load_from_disk(str(run.datasets().path))["eval_prompts"])  # unrendered: no base model needed
+    if limit > available:
+        raise HarnessError(
+            f"generation.num_prompts={limit}: more than the {available} evaluation prompts of task "
+            f"{cfg.task.name!r}; expected at most {available} (or null: all of them)"
+        )
 
 
 def check_kl_budget(cfg: DictConfig) -> None:

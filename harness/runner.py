@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 
 
+def settings_of(node: DictConfig) -> Any:
+    """A plugin's settings as a stage key holds them: resolved, without what it declares (harness.declarations),
+    so declaring a range or a headline never invalidates a cached stage."""
+    return split_declarations(node)[0]
+
+
 def build_plugin(node: DictConfig) -> Any:
     """Instantiate a plugin from its config node; a user error raised by its constructor stays one line."""
     try:
@@ -99,7 +105,7 @@ class Run:
 
     @cached_property
     def _datasets(self) -> StageOutput:
-        config = plain(self.cfg.task)
+        config = settings_of(self.cfg.task)
         fingerprint = getattr(self.task, "fingerprint", None)
         if fingerprint is not None and (identity := fingerprint()) is not None:
             config["data_fingerprint"] = identity  # local files: their path, sizes and modification times
@@ -119,7 +125,7 @@ class Run:
             with torch_threads(threads):
                 return self.model_source.build(out_dir, data.path)
 
-        return self.stage("base_model", plain(self.cfg.model), {"data": data}, build)
+        return self.stage("base_model", settings_of(self.cfg.model), {"data": data}, build)
 
     def base_model(self) -> StageOutput:
         """The base model every algorithm starts from (`save_pretrained` directory with its tokenizer)."""
@@ -175,7 +181,7 @@ class Run:
             raise HarnessError(f"task {self.task.name!r} has neither a {pairs_split} nor a {prompts_split} split")
         source = policy() if callable(policy) else policy
         settings = {**plain(self.cfg.pair_generation), "num_prompts": None}
-        config: dict[str, Any] = {"generation": settings, "task": plain(self.cfg.task)}
+        config: dict[str, Any] = {"generation": settings, "task": settings_of(self.cfg.task)}
         if purpose != "train":
             config["prompts"] = prompts_split
 

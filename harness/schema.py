@@ -18,20 +18,67 @@ from typing import Any, Literal, Optional, Union
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from harness.ranges import KEY as RANGE_KEY
+from harness.ranges import allowed
+
 _PRIMITIVES = (int, float, str, bool)
+
+# The ranges of the trainer settings TRL and transformers declare (they state none): one table for every mirrored
+# trainer config, by field name, or `Class.field` where one class means something else by the name. Zero is allowed
+# where it means "off" as the method defines it: GRPO's and RLOO's beta = 0 drops the KL term (DAPO, Dr. GRPO do),
+# while DPO's beta = 0 leaves no loss at all.
+TRAINER_RANGES = {
+    "learning_rate": "(0, inf)",
+    "beta": "(0, inf)",
+    "GRPOConfig.beta": "[0, inf)",
+    "RLOOConfig.beta": "[0, inf)",
+    "num_train_epochs": "(0, inf)",
+    "per_device_train_batch_size": "[1, inf)",
+    "per_device_eval_batch_size": "[1, inf)",
+    "gradient_accumulation_steps": "[1, inf)",
+    "warmup_ratio": "[0, 1]",
+    "warmup_steps": "[0, inf)",
+    "weight_decay": "[0, inf)",
+    "max_grad_norm": "[0, inf)",
+    "adam_beta1": "[0, 1)",
+    "adam_beta2": "[0, 1)",
+    "adam_epsilon": "(0, inf)",
+    "label_smoothing": "[0, 0.5]",  # cDPO's epsilon: the probability a label is flipped; above 0.5 it inverts them
+    "temperature": "(0, inf)",
+    "top_p": "(0, 1]",
+    "min_p": "[0, 1]",
+    "top_k": "[0, inf)",
+    "num_generations": "[2, inf)",  # a group needs two completions for a baseline
+    "max_length": "[1, inf)",
+    "max_prompt_length": "[1, inf)",
+    "max_completion_length": "[1, inf)",
+    "logging_steps": "(0, inf)",
+    "save_steps": "(0, inf)",
+    "epsilon": "(0, inf)",
+    "epsilon_high": "(0, inf)",
+    "desirable_weight": "(0, inf)",
+    "undesirable_weight": "(0, inf)",
+    "cpo_alpha": "[0, inf)",
+    "simpo_gamma": "[0, inf)",
+    "alpha": "[0, inf)",
+    "missing_eos_penalty": "[0, inf)",
+    "center_rewards_coefficient": "[0, inf)",
+}
 
 
 @dataclass
 class GenerationConfig:
     """How every policy is sampled for evaluation: one place, so every algorithm is judged alike."""
 
-    max_new_tokens: int = 40  # longest completion
-    temperature: float = 1.0  # 1.0 samples the policy itself
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0  # 1.0 = off
-    batch_size: int = 256  # prompts per generate() call
-    seed: int = 1234  # sampling seed, the same for every algorithm and training seed
-    num_prompts: int | None = None  # first N eval prompts; None = all
+    max_new_tokens: int = field(default=40, metadata=allowed("[1, inf)"))  # longest completion
+    temperature: float = field(default=1.0, metadata=allowed("(0, inf)"))  # 1.0 samples the policy itself
+    top_k: int = field(default=0, metadata=allowed("[0, inf)"))  # 0 = off
+    top_p: float = field(default=1.0, metadata=allowed("(0, 1]"))  # 1.0 = off
+    batch_size: int = field(default=256, metadata=allowed("[1, inf)"))  # prompts per generate() call
+    # sampling seed, the same for every algorithm and training seed
+    seed: int = field(default=1234, metadata=allowed("[0, inf)"))
+    # first N eval prompts; None = all (more than the task has is refused before training: harness.job)
+    num_prompts: int | None = field(default=None, metadata=allowed("[1, inf)"))
 
 
 @dataclass
@@ -55,21 +102,23 @@ class HarnessConfig:
     # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
     kl_metric: str | None = "eval/kl/seq_kl"
     # nats of `kl_metric`; above it the objective ranks below every in-budget job (harness/objective.py)
-    kl_budget: float | None = None
+    kl_budget: float | None = field(default=None, metadata=allowed("[0, inf)"))
     experiment_name: str = "default"  # groups the runs of one comparison (W&B group, report title)
-    seed: int = 0  # training seed of the algorithm stage
+    seed: int = field(default=0, metadata=allowed("[0, inf)"))  # training seed of the algorithm stage
     results_dir: str = "results"
     cache_dir: str = "${results_dir}/cache"
     # what reusing a cached stage checks against what its build recorded: sizes (and small files' hashes), or hashes
     verify_stages: str = "sizes"
     device: str = "auto"  # auto | cpu | cuda
-    cpu_threads: int | None = None  # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
-    base_model_threads: int | None = None  # torch threads while the base model is built (None: cpu_threads)
+    # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
+    cpu_threads: int | None = field(default=None, metadata=allowed("[1, inf)"))
+    # torch threads while the base model is built (None: cpu_threads)
+    base_model_threads: int | None = field(default=None, metadata=allowed("[1, inf)"))
     smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
     # beta of the KL-regularised objective r - beta KL(policy || SFT), one knob for every algorithm that has it:
     # DPO/IPO `beta`, PPO `kl_coef`, GRPO/RLOO `beta`. None: each algorithm's own default. Sweep it to trace
     # reward-vs-KL frontiers on one axis (experiment=frontier).
-    kl_beta: float | None = None
+    kl_beta: float | None = field(default=None, metadata=allowed("(0, inf)"))
 
 
 def _omegaconf_type(hint: Any) -> Any:
@@ -107,12 +156,16 @@ def _plain(value: Any) -> Any:
 
 
 def mirror_dataclass(cls: type) -> type:
-    """An OmegaConf-compatible copy of a dataclass: same fields, same defaults, types it can check."""
+    """An OmegaConf-compatible copy of a dataclass: same fields, same defaults, types it can check, and each field's
+    range (its own `allowed(...)` metadata, else TRAINER_RANGES). `__mirrors__` names the class, whose own checks
+    harness.ranges runs on the composed values before any training."""
     hints = typing.get_type_hints(cls)
     fields = []
     for spec in dataclasses.fields(cls):
         if not spec.init or spec.name.startswith("_"):
             continue
+        declared = spec.metadata.get(RANGE_KEY) or TRAINER_RANGES.get(f"{cls.__name__}.{spec.name}")
+        metadata = allowed(declared or TRAINER_RANGES[spec.name]) if declared or spec.name in TRAINER_RANGES else {}
         hint = _omegaconf_type(hints[spec.name])
         if spec.default is not dataclasses.MISSING:
             default = _plain(spec.default)
@@ -123,12 +176,12 @@ def mirror_dataclass(cls: type) -> type:
         if default is None and hint is not Any and typing.get_origin(hint) is not Union:
             hint = Optional[hint]
         if isinstance(default, list | dict):
-            fields.append((spec.name, hint, field(default_factory=lambda d=default: d.copy())))
+            fields.append((spec.name, hint, field(default_factory=lambda d=default: d.copy(), metadata=metadata)))
         elif isinstance(default, _PRIMITIVES) or default is None:
-            fields.append((spec.name, hint, field(default=default)))
+            fields.append((spec.name, hint, field(default=default, metadata=metadata)))
         else:
-            fields.append((spec.name, Any, field(default=None)))
-    return dataclasses.make_dataclass(f"{cls.__name__}Fields", fields)
+            fields.append((spec.name, Any, field(default=None, metadata=metadata)))
+    return dataclasses.make_dataclass(f"{cls.__name__}Fields", fields, namespace={"__mirrors__": cls})
 
 
 _registered = False

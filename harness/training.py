@@ -21,18 +21,32 @@ from harness.results import is_secret
 log = logging.getLogger("harness")
 
 
-def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Path, seed: int, device: str) -> Any:
+def trainer_args(
+    config_cls: type,
+    fields: Mapping[str, Any],
+    *,
+    output_dir: Path | str,
+    seed: int,
+    device: str,
+    setting: str = "algorithm.trainer",
+    check_only: bool = False,
+) -> Any:
     """Build a TRL/transformers config from `algorithm.trainer` fields, with what the harness owns set here.
 
     The harness owns where checkpoints go, the seed (the job's), and reporting (our logger, not TRL's).
     Mixed precision left unset (`bf16: null`) follows the device: bf16 on a GPU that has it, fp32 on CPU.
+    `setting` names the fields' node in an error; `check_only`: built ahead of training to check the settings
+    (harness.ranges), so its warnings wait for the real build.
     """
+    import warnings
+
     import torch
 
     values = dict(fields)
     for key in [key for key, value in values.items() if is_secret(key) and value]:
         # TRL pickles its arguments into every checkpoint (training_args.bin): no credential goes in there
-        log.warning("algorithm.trainer.%s: not passed to the trainer (set HF_TOKEN in the environment instead)", key)
+        if not check_only:
+            log.warning("%s.%s: not passed to the trainer (set HF_TOKEN in the environment instead)", setting, key)
         del values[key]
     values.update(output_dir=str(output_dir), seed=seed, report_to="none", disable_tqdm=False)
     values.setdefault("ddp_find_unused_parameters", False)  # multi-process: every parameter of our models is used
@@ -41,10 +55,13 @@ def trainer_args(config_cls: type, fields: Mapping[str, Any], *, output_dir: Pat
     if device == "cpu":
         values["use_cpu"] = True
     try:
-        return config_cls(**values)
+        with warnings.catch_warnings():
+            if check_only:
+                warnings.simplefilter("ignore")
+            return config_cls(**values)
     except (TypeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0]
-        raise HarnessError(f"algorithm.trainer: {config_cls.__name__} rejected the settings: {first_line}") from error
+        raise HarnessError(f"{setting}: {config_cls.__name__} rejected the settings: {first_line}") from error
 
 
 class MetricsRecorder:

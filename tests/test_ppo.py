@@ -166,7 +166,8 @@ def test_hydra_builds_the_sft_algorithm_ppo_starts_from(compose) -> None:
         ({"kl_coef": True}, "algorithm.trainer.kl_coef=True: expected a number"),
         ({"kl_estimator": "k2"}, "algorithm.trainer.kl_estimator='k2': expected one of k1, k3"),
         ({"num_minibatches": 3}, "algorithm.trainer.num_minibatches=3: must divide batch_size=64"),
-        ({"ppo_epochs": 0}, "algorithm.trainer.ppo_epochs=0: expected a positive integer"),
+        ({"ppo_epochs": 0}, "algorithm.trainer.ppo_epochs=0: out of range; expected a value >= 1"),
+        ({"kl_coef": -0.1}, "algorithm.trainer.kl_coef=-0.1: out of range; expected a value >= 0"),
         ({"total_episodes": 10}, "algorithm.trainer.total_episodes=10: less than one batch"),
         ({"advantage_estimator": "vtrace"}, "algorithm.trainer.advantage_estimator='vtrace': expected one of gae, "),
         (

@@ -31,7 +31,7 @@ import shutil
 import time
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +46,8 @@ from harness.devices import torch_threads
 from harness.errors import HarnessError
 from harness.guards import prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, RewardFn, Run
+from harness.ranges import KEY as RANGE_KEY
+from harness.ranges import allowed, check_value
 from harness.stages import StageOutput
 from harness.training import truncate_history
 
@@ -56,39 +58,56 @@ log = logging.getLogger("harness")
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _in(spec: str, default: Any) -> Any:
+    """A field with its allowed range (harness.ranges): refused before any training, in one line."""
+    return field(default=default, metadata=allowed(spec))
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """`algorithm.trainer.*`, with the defaults of conf/algorithm/ppo.yaml (tuned for the testbed; why: there)."""
 
-    total_episodes: int = 4096  # prompts rolled out in all; updates = total_episodes // batch_size
-    batch_size: int = 64  # prompts per rollout, i.e. per PPO update
-    num_minibatches: int = 2  # minibatches each rollout is split into per epoch (Schulman et al. 2017)
-    ppo_epochs: int = 2  # passes over each rollout (Schulman et al. 2017)
-    learning_rate: float = 3e-4  # AdamW learning rate, decayed linearly to 0 over training (Huang et al. 2024)
-    adam_eps: float = 1e-5  # AdamW epsilon (Huang et al. 2022, "The 37 implementation details of PPO")
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # global gradient-norm clip of policy and value together (Huang et al. 2022)
-    response_length: int = 40  # most response tokens sampled per prompt
-    temperature: float = 1.0  # sampling temperature; logprobs come from logits / temperature (Huang et al. 2024)
-    missing_eos_penalty: float | None = 1.0  # a response without EOS scores -penalty (Huang et al. 2024); None = off
-    kl_coef: float = 0.1  # beta of the per-token KL penalty to the SFT policy (Ziegler et al. 2019)
+    total_episodes: int = _in("[1, inf)", 4096)  # prompts rolled out in all; updates = total_episodes // batch_size
+    batch_size: int = _in("[1, inf)", 64)  # prompts per rollout, i.e. per PPO update
+    num_minibatches: int = _in("[1, inf)", 2)  # minibatches each rollout is split into per epoch (Schulman 2017)
+    ppo_epochs: int = _in("[1, inf)", 2)  # passes over each rollout (Schulman et al. 2017)
+    learning_rate: float = _in("(0, inf)", 3e-4)  # AdamW learning rate, decayed linearly to 0 (Huang et al. 2024)
+    adam_eps: float = _in("(0, inf)", 1e-5)  # AdamW epsilon (Huang et al. 2022, "The 37 implementation details of PPO")
+    weight_decay: float = _in("[0, inf)", 0.0)  # AdamW weight decay
+    max_grad_norm: float = _in("(0, inf)", 1.0)  # global gradient-norm clip of policy and value (Huang et al. 2022)
+    response_length: int = _in("[1, inf)", 40)  # most response tokens sampled per prompt
+    temperature: float = _in("(0, inf)", 1.0)  # sampling temperature; logprobs from logits / temperature (Huang 2024)
+    missing_eos_penalty: float | None = _in("[0, inf)", 1.0)  # a response without EOS scores -penalty; None = off
+    kl_coef: float = _in("[0, inf)", 0.1)  # beta of the per-token KL penalty to the SFT policy (Ziegler et al. 2019)
     kl_estimator: Literal["k1", "k3"] = "k1"  # k1 = log p - log p_ref; k3 = (r - 1) - log r, r = p_ref / p (Schulman)
     adaptive_kl: bool = False  # adapt kl_coef towards target_kl (Ziegler et al. 2019, eq. 2)
-    target_kl: float = 6.0  # KL (nats per response) the adaptive controller aims for (Ziegler et al. 2019)
-    kl_horizon: int = 10_000  # episodes over which the adaptive controller moves kl_coef (Ziegler et al. 2019)
+    target_kl: float = _in("(0, inf)", 6.0)  # KL (nats per response) the adaptive controller aims for (Ziegler 2019)
+    kl_horizon: int = _in("[1, inf)", 10_000)  # episodes over which the adaptive controller moves kl_coef (Ziegler)
     whiten_rewards: bool = False  # whiten the per-token rewards before GAE (Huang et al. 2024)
     advantage_estimator: Literal["gae", "reinforce++"] = "gae"  # gae: critic + GAE; reinforce++: no critic (Hu 2025)
-    gamma: float = 1.0  # discount (Huang et al. 2024: none within a response)
-    gae_lambda: float = 0.95  # GAE lambda (Schulman et al. 2016)
-    clip_coef: float = 0.2  # ratio clip of the policy loss (Schulman et al. 2017, eq. 7)
-    cliprange_value: float = 0.2  # clip of the value prediction around its rollout value (Huang et al. 2022)
-    vf_coef: float = 0.1  # weight of the value loss (Ziegler et al. 2019; TRL)
-    cpu_threads: int | None = 1  # torch threads on CPU (not a hyperparameter: why 1, see the YAML); None = torch's
-    save_every: int = 16  # updates between checkpoints a killed job resumes from (not a hyperparameter)
+    gamma: float = _in("[0, 1]", 1.0)  # discount (Huang et al. 2024: none within a response)
+    gae_lambda: float = _in("[0, 1]", 0.95)  # GAE lambda (Schulman et al. 2016)
+    clip_coef: float = _in("(0, inf)", 0.2)  # ratio clip of the policy loss (Schulman et al. 2017, eq. 7)
+    cliprange_value: float = _in("(0, inf)", 0.2)  # clip of the value prediction around its rollout value (Huang 2022)
+    vf_coef: float = _in("[0, inf)", 0.1)  # weight of the value loss (Ziegler et al. 2019; TRL)
+    cpu_threads: int | None = _in("[1, inf)", 1)  # torch threads on CPU (not a hyperparameter: why 1, see the YAML)
+    save_every: int = _in("[1, inf)", 16)  # updates between checkpoints a killed job resumes from (not a hyperparam.)
+
+    def __post_init__(self) -> None:
+        """What no single range says (harness.ranges runs this on the composed settings, before any training)."""
+        for spec in dataclasses.fields(self):
+            check_value(spec.name, getattr(self, spec.name), spec.metadata.get(RANGE_KEY, "[-inf, inf]"))
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(f"num_minibatches={self.num_minibatches}: must divide batch_size={self.batch_size}")
+        if self.total_episodes < self.batch_size:
+            raise ValueError(f"total_episodes={self.total_episodes}: less than one batch ({self.batch_size})")
+        if self.advantage_estimator == "reinforce++" and self.gamma != 1.0:
+            raise ValueError(f"gamma={self.gamma}: REINFORCE++ sums undiscounted rewards to go (Hu 2025); expected 1.0")
 
 
 def load_config(fields: Mapping[str, Any]) -> PPOConfig:
-    """A `PPOConfig` from `algorithm.trainer`; an unknown key or a wrong type is a one-line `HarnessError`."""
+    """A `PPOConfig` from `algorithm.trainer`; an unknown key, a wrong type or a value out of range is a one-line
+    `HarnessError`."""
     hints = typing.get_type_hints(PPOConfig)
     known = {spec.name for spec in dataclasses.fields(PPOConfig)}
     values: dict[str, Any] = {}
@@ -96,35 +115,12 @@ def load_config(fields: Mapping[str, Any]) -> PPOConfig:
         if key not in known:
             raise HarnessError(f"algorithm.trainer.{key}: unknown PPO setting; expected one of {sorted(known)}")
         values[key] = _checked(f"algorithm.trainer.{key}", value, hints[key])
-    config = PPOConfig(**values)
-    positive = (
-        "total_episodes",
-        "batch_size",
-        "num_minibatches",
-        "ppo_epochs",
-        "response_length",
-        "kl_horizon",
-        "save_every",
-    )
-    for key in (*positive, "cpu_threads"):
-        if getattr(config, key) is not None and getattr(config, key) < 1:
-            raise HarnessError(f"algorithm.trainer.{key}={getattr(config, key)}: expected a positive integer")
-    if config.batch_size % config.num_minibatches:
-        raise HarnessError(
-            f"algorithm.trainer.num_minibatches={config.num_minibatches}: must divide batch_size={config.batch_size}"
-        )
-    if config.total_episodes < config.batch_size:
-        raise HarnessError(
-            f"algorithm.trainer.total_episodes={config.total_episodes}: less than one batch ({config.batch_size})"
-        )
-    if config.temperature <= 0:
-        raise HarnessError(f"algorithm.trainer.temperature={config.temperature}: expected a positive number")
-    if config.advantage_estimator == "reinforce++" and config.gamma != 1.0:
-        raise HarnessError(
-            f"algorithm.trainer.gamma={config.gamma}: REINFORCE++ sums undiscounted rewards to go (Hu 2025); "
-            "expected 1.0"
-        )
-    return config
+    try:
+        return PPOConfig(**values)
+    except HarnessError as error:  # a range: name the whole setting
+        raise HarnessError(f"algorithm.trainer.{error}") from None
+    except ValueError as error:
+        raise HarnessError(f"algorithm.trainer.{error}") from None
 
 
 def _checked(name: str, value: Any, hint: Any) -> Any:
