@@ -6,7 +6,7 @@ builds the plugin, records them in `result.json`, and the report reads them from
 no suite, metric or algorithm.
 
     headline:                 # in an eval suite's YAML; metrics are filed under eval/<suite>/
-      - {metric: score, label: my score, better: higher, role: quality}
+      - {metric: score, label: my score, better: higher, role: quality, bounds: [0, 1]}
     curves:                   # in an algorithm's YAML; keys of its training log
       - {key: objective/score, label: reward-model score, role: proxy}
 """
@@ -63,6 +63,7 @@ def headline_entries(suite: str, declared: Any) -> list[dict[str, Any]]:
             "role": item.get("role"),
             "order": item.get("order"),
             "note": item.get("note"),
+            "bounds": _bounds(where, item.get("bounds")),
         }
         _check(where, entry)
         entries.append(entry)
@@ -83,6 +84,22 @@ def curve_entries(algorithm: str, declared: Any) -> list[dict[str, Any]]:
         _check(where, entry)
         entries.append(entry)
     return entries
+
+
+def _bounds(where: str, bounds: Any) -> list[float | None] | None:
+    """`bounds: [low, high]`: the values the metric can take (null: unbounded on that side), so the report keeps its
+    intervals inside them. Undeclared: None, and the report infers none."""
+    if bounds is None:
+        return None
+    expected = "[low, high] with numbers or null (e.g. [0, 1], [0, null])"
+    numeric = (
+        isinstance(bounds, list | tuple)
+        and len(bounds) == 2
+        and all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)) for b in bounds)
+    )
+    if not numeric or (None not in bounds and bounds[0] >= bounds[1]):
+        raise HarnessError(f"{where}: bounds={bounds!r}; expected {expected}")
+    return [None if b is None else float(b) for b in bounds]
 
 
 def _check(where: str, entry: Mapping[str, Any]) -> None:

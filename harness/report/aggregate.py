@@ -1,8 +1,18 @@
-"""Read a sweep back from its folders and put numbers on it: groups, means, intervals, paired differences.
+"""Read a sweep back from its folders and put numbers on it: groups, means, intervals, differences between groups,
+their Holm-adjusted p-values, and how many seeds a difference of a given size would need.
 
 A sweep directory holds one folder per job with a `result.json` (complete or failed) and Hydra's
 `multirun.yaml`, which says which jobs were asked for. Jobs asked for but without a result (killed, still
 running, never started) are reported as missing, never silently dropped.
+
+Intervals on bounded metrics. A suite may declare a metric's `bounds` (harness/declarations.py); its Student-t
+interval is then intersected with them, and a difference's with [low - high, high - low]. The true mean lies
+inside the bounds, so removing values outside them removes no value the interval could rightly cover: the
+coverage is unchanged, the interval only stops claiming the impossible (a KL below 0, a rate above 1). Only an
+estimate itself outside the bounds (`clip`) keeps its interval reaching to it. A transform
+(logit, log) was the other choice; it fails at the bounds themselves (a rate of 1.0 on every seed, a KL estimate
+at or below 0) and changes what is estimated (the mean of logits, not the mean rate). Without declared bounds a
+metric keeps its plain t-interval: nothing is inferred.
 """
 
 from __future__ import annotations
@@ -21,7 +31,12 @@ from harness.errors import HarnessError
 from harness.results import RESULT_FILE, TRAIN_LOG_FILE, is_compared, read_results
 
 CONFIDENCE = 0.95
+ALPHA = 0.05  # significance level of the pairwise tests (Holm family-wise) and of the seeds-needed calculation
+POWER = 0.8  # the power the seeds-needed calculation asks for
+MAX_SEEDS = 1000  # seeds needed beyond this are reported as "more than"
 MULTIRUN_FILE = "multirun.yaml"
+
+Bounds = tuple[float | None, float | None]  # (low, high); None: unbounded on that side
 
 
 @dataclass
@@ -45,7 +60,8 @@ class Job:
 
 @dataclass
 class Summary:
-    """One metric over the seeds of one group: mean, standard deviation and a t-interval for the mean."""
+    """One metric over the seeds of one group: mean, standard deviation and a t-interval for the mean (intersected
+    with the metric's bounds, if it declares them: `clipped` says whether that moved an end)."""
 
     n: int
     mean: float
@@ -53,17 +69,24 @@ class Summary:
     ci_low: float
     ci_high: float
     values: list[float]
+    clipped: bool = False
 
 
 @dataclass
-class Paired:
-    """A group minus the baseline, paired by seed: mean difference, its t-interval and p-value."""
+class Difference:
+    """A group minus another: mean difference, its t-interval (within the bounds a difference can take) and the
+    two-sided p-value. `test`: "paired" (by seed; `n` pairs) or "Welch" (unpaired; `n` jobs in all)."""
 
     n: int
     diff: float
     ci_low: float
     ci_high: float
     p_value: float
+    test: str = "paired"
+    clipped: bool = False
+
+
+Paired = Difference  # the name `paired()` has always returned
 
 
 @dataclass
@@ -72,6 +95,7 @@ class Group:
     algorithm: str
     params: dict[str, str]  # swept values other than algorithm and seed
     jobs: list[Job]
+    bounds: dict[str, Bounds] = field(default_factory=dict)  # metric key -> declared bounds (the comparison's)
 
     @property
     def complete(self) -> list[Job]:
@@ -87,39 +111,154 @@ class Group:
 
     def summary(self, metric: str) -> Summary | None:
         values = list(self.values(metric).values())
-        return summarise(values) if values else None
+        return summarise(values, bounds=self.bounds.get(metric)) if values else None
 
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def summarise(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
-    """Mean, sample standard deviation and the Student-t interval for the mean (NaN bounds for one value)."""
+def clip(low: float, high: float, bounds: Bounds | None, estimate: float) -> tuple[float, float, bool]:
+    """The interval around `estimate` intersected with `bounds`, and whether that moved an end. An estimate of a
+    mean within the bounds keeps the interval inside them. An estimate outside them (a k1 KL can fall below 0; a
+    wrong declaration puts one there too, and the caption counts such values) stays inside its interval, which
+    then reaches from the estimate to the nearest bound: every reader of an interval (tables, error bars) may
+    rely on low <= estimate <= high."""
+    if bounds is None or math.isnan(low):
+        return low, high, False
+    lower = -math.inf if bounds[0] is None else float(bounds[0])
+    upper = math.inf if bounds[1] is None else float(bounds[1])
+    new_low = min(max(low, lower), upper, estimate)
+    new_high = max(min(high, upper), lower, estimate)
+    return new_low, new_high, (new_low, new_high) != (low, high)
+
+
+def difference_bounds(bounds: Bounds | None) -> Bounds | None:
+    """The values a difference of two means within `bounds` can take: [low - high, high - low] (unbounded where
+    either side is)."""
+    if bounds is None or None in bounds:
+        return None
+    low, high = bounds
+    return (low - high, high - low)
+
+
+def summarise(values: Sequence[float], confidence: float = CONFIDENCE, bounds: Bounds | None = None) -> Summary:
+    """Mean, sample standard deviation and the Student-t interval for the mean, intersected with `bounds` when
+    given (module docstring); NaN interval for one value."""
     data = np.asarray(values, dtype=float)
     n, mean = len(data), float(data.mean())
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan, list(map(float, data)))
     std = float(data.std(ddof=1))
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n)) if std > 0 else (mean, mean)
-    return Summary(n, mean, std, float(low), float(high), list(map(float, data)))
+    low, high, clipped = clip(float(low), float(high), bounds, mean)
+    return Summary(n, mean, std, low, high, list(map(float, data)), clipped)
 
 
-def paired(group: Mapping[str, float], baseline: Mapping[str, float], confidence: float = CONFIDENCE) -> Paired | None:
-    """Difference group - baseline over the seeds both have (a paired t-test: seeds share data and starting policy)."""
+def paired(
+    group: Mapping[str, float],
+    baseline: Mapping[str, float],
+    confidence: float = CONFIDENCE,
+    bounds: Bounds | None = None,
+) -> Difference | None:
+    """Difference group - baseline over the seeds both have (a paired t-test: seeds share data and starting policy).
+    `bounds`: the metric's, so the interval stays within what a difference can be."""
     seeds = sorted(set(group) & set(baseline))
     if not seeds:
         return None
     diffs = np.array([group[seed] - baseline[seed] for seed in seeds])
     n, mean = len(diffs), float(diffs.mean())
     if n < 2:
-        return Paired(n, mean, math.nan, math.nan, math.nan)
+        return Difference(n, mean, math.nan, math.nan, math.nan)
     sem = float(diffs.std(ddof=1)) / math.sqrt(n)
     if sem == 0:
-        return Paired(n, mean, mean, mean, 0.0 if mean != 0 else 1.0)
+        return Difference(n, mean, mean, mean, 0.0 if mean != 0 else 1.0)
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
     p_value = float(stats.ttest_1samp(diffs, 0.0).pvalue)
-    return Paired(n, mean, float(low), float(high), p_value)
+    low, high, clipped = clip(float(low), float(high), difference_bounds(bounds), mean)
+    return Difference(n, mean, low, high, p_value, "paired", clipped)
+
+
+def welch(
+    group: Mapping[str, float],
+    other: Mapping[str, float],
+    confidence: float = CONFIDENCE,
+    bounds: Bounds | None = None,
+) -> Difference | None:
+    """Difference of means group - other without pairing (Welch's t-test: unequal variances, Welch-Satterthwaite
+    degrees of freedom). NaN interval and p-value unless both have two values or more."""
+    a, b = np.asarray(list(group.values()), float), np.asarray(list(other.values()), float)
+    if len(a) == 0 or len(b) == 0:
+        return None
+    n, mean = len(a) + len(b), float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return Difference(n, mean, math.nan, math.nan, math.nan, "Welch")
+    va, vb = float(a.var(ddof=1)) / len(a), float(b.var(ddof=1)) / len(b)
+    sem = math.sqrt(va + vb)
+    if sem == 0:
+        return Difference(n, mean, mean, mean, 0.0 if mean != 0 else 1.0, "Welch")
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    low, high = stats.t.interval(confidence, df, loc=mean, scale=sem)
+    p_value = float(2 * stats.t.sf(abs(mean) / sem, df))
+    low, high, clipped = clip(float(low), float(high), difference_bounds(bounds), mean)
+    return Difference(n, mean, low, high, p_value, "Welch", clipped)
+
+
+def difference(
+    group: Mapping[str, float], other: Mapping[str, float], bounds: Bounds | None = None
+) -> Difference | None:
+    """group - other: paired by seed when both have the same seeds (two or more), else Welch on all their values
+    (a seed that failed in one group would otherwise drop its partner from the other)."""
+    if set(group) == set(other) and len(group) >= 2:
+        return paired(group, other, bounds=bounds)
+    return welch(group, other, bounds=bounds)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given (Holm 1979). Sort the m p-values ascending; the k-th
+    smallest (k = 1..m) becomes (m - k + 1) p_(k), then the running maximum of those in sorted order, capped at 1.
+    Rejecting where the adjusted p <= alpha is Holm's step-down test. NaN (no test possible) stays NaN and is not
+    counted in m."""
+    tested = sorted((p, index) for index, p in enumerate(p_values) if not math.isnan(p))
+    m = len(tested)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for k, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (m - k) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def power(n: int, effect: float, alpha: float = ALPHA, design: str = "paired") -> float:
+    """Power of the two-sided t-test at level `alpha` for a standardised effect (difference / s.d.): "paired", n
+    pairs (one-sample t on the differences: df n - 1, noncentrality effect sqrt(n)); "two-sample", n per group
+    (df 2n - 2, noncentrality effect sqrt(n / 2)). From the noncentral t distribution."""
+    df, noncentrality = (n - 1, effect * math.sqrt(n)) if design == "paired" else (2 * n - 2, effect * math.sqrt(n / 2))
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+
+
+def seeds_needed(
+    sd: float, delta: float, alpha: float = ALPHA, target: float = POWER, design: str = "paired"
+) -> int | None:
+    """The fewest seeds (pairs, or per group for "two-sample") for which a two-sided t-test at `alpha` detects a
+    true difference `delta` with power `target`, given the seed s.d. `sd` (of the paired differences, or within a
+    group). Starts from the normal approximation n = ((z_{1-alpha/2} + z_power) sd / delta)^2 and steps to the
+    exact answer under the noncentral t. None: more than MAX_SEEDS, or undefined (sd or delta not positive)."""
+    if not (sd > 0 and delta > 0) or math.isnan(sd) or math.isnan(delta):
+        return None
+    effect = abs(delta) / sd
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(target)
+    n = max(2, math.ceil((z / effect) ** 2 * (1 if design == "paired" else 2)))
+    if n > MAX_SEEDS:
+        return None
+    while n > 2 and power(n - 1, effect, alpha, design) >= target:
+        n -= 1
+    while power(n, effect, alpha, design) < target:
+        n += 1
+        if n > MAX_SEEDS:
+            return None
+    return n
 
 
 # -- reading the sweep ------------------------------------------------------------------------------------
@@ -304,4 +443,3 @@ def training_history(job: Job) -> list[dict[str, float]]:
         if path.exists():
             return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return []
-

@@ -7,7 +7,18 @@ import html
 from collections.abc import Mapping
 
 from harness.report.plots import TITLES
-from harness.report.tables import COST, Cell, Comparison, caption_notes, judge_checks, status_lines, table_rows
+from harness.report.tables import (
+    COST,
+    Cell,
+    Comparison,
+    caption_notes,
+    judge_checks,
+    pairwise_caption,
+    pairwise_tables,
+    seeds_needed_line,
+    status_lines,
+    table_rows,
+)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -19,6 +30,7 @@ th, td { border-bottom: 1px solid #ddd; padding: .3rem .6rem; text-align: right;
 th:first-child, td:first-child { text-align: left; }
 thead th { background: #f4f4f6; }
 td.best { font-weight: 700; background: #eef7ee; }
+h3 { font-size: 1rem; margin-bottom: .2rem; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: .85rem; }
 .problems li { color: #a40000; }
@@ -68,10 +80,16 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
         + html.escape(" ".join(caption_notes(comparison)))
         + "</p>",
     ]
+    if needed := seeds_needed_line(comparison):
+        parts.append(f'<p class="meta seeds-needed">{html.escape(needed)}</p>')
     if (checks := judge_checks(comparison)) and comparison.quality is not None:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in checks)
         heading = f"<h2>Judges against {html.escape(comparison.quality.label)}</h2>"
         parts += [heading, f'<ul class="judges">{items}</ul>']
+    if tables := pairwise_tables(comparison):
+        parts += ["<h2>Pairwise differences</h2>", f'<p class="meta">{html.escape(pairwise_caption(comparison))}</p>']
+        for title, pair_header, pair_rows in tables:
+            parts += [f"<h3>{html.escape(title)}</h3>", _table("pairwise", pair_header, pair_rows)]
     if problems := status_lines(sweep.jobs):
         items = "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in problems)
         parts += ["<h2>Jobs without a result</h2>", f'<ul class="problems">{items}</ul>']

@@ -39,10 +39,12 @@ def _colours(groups: list[Group]) -> dict[str, tuple]:
     return {name: palette(index % size) for index, name in enumerate(algorithms)}
 
 
-def _error(summary) -> float:
-    if summary is None or summary.n < 2 or math.isnan(summary.ci_high):
-        return 0.0
-    return summary.ci_high - summary.mean
+def _error(summary) -> list[list[float]]:
+    """The interval as matplotlib's error bar: below and above the mean apart, since an interval cut at a metric's
+    bound (harness.report.aggregate) is no longer symmetric."""
+    if summary is None or summary.n < 2 or math.isnan(summary.ci_high) or math.isnan(summary.ci_low):
+        return [[0.0], [0.0]]
+    return [[max(summary.mean - summary.ci_low, 0.0)], [max(summary.ci_high - summary.mean, 0.0)]]
 
 
 def frontier(comparison: Comparison) -> bytes | None:
@@ -106,16 +108,18 @@ def metric_bars(comparison: Comparison) -> bytes | None:
     colours = _colours(comparison.groups)
     figure, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6), squeeze=False)
     for axis, metric in zip(axes[0], shown, strict=True):
-        labels, means, errors, colors = [], [], [], []
+        labels, means, below, above, colors = [], [], [], [], []
         for group in comparison.groups:
             if (s := group.summary(metric.key)) is not None:
                 # a dagger: judged by the reward this group was optimised against (harness.report.tables)
                 mark = f" {OPTIMISED_MARK}" if comparison.judged_by_optimised(group, metric) else ""
                 labels.append(group.label + mark)
                 means.append(s.mean)
-                errors.append(_error(s))
+                (low,), (high,) = _error(s)
+                below.append(low)
+                above.append(high)
                 colors.append(colours[group.algorithm])
-        axis.bar(range(len(means)), means, yerr=errors, color=colors, capsize=3)
+        axis.bar(range(len(means)), means, yerr=[below, above], color=colors, capsize=3)
         axis.set_xticks(range(len(means)), labels, rotation=45, ha="right", fontsize=8)
         axis.set_title(metric.label, fontsize=10)
         axis.grid(axis="y", alpha=0.3)

@@ -1,4 +1,5 @@
-"""The comparison as rows: one per group, every metric as mean / interval, paired differences, and cost.
+"""The comparison as rows: one per group, every metric as mean / interval, paired differences, and cost; every
+pair of groups on each quality metric with Holm-adjusted p-values; and the seeds a difference of a given size needs.
 
 Judged metrics (win rates) name their judge. A suite whose YAML label already says who judged ("win rate (judge:
 held-out RM)") is shown as declared. A suite whose judge is decided per job says so in its metrics, and the report
@@ -18,12 +19,27 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass, replace
 from typing import Any
 
 from scipy import stats
 
-from harness.report.aggregate import Group, Job, Sweep, paired
+from harness.report.aggregate import (
+    ALPHA,
+    CONFIDENCE,
+    MAX_SEEDS,
+    POWER,
+    Bounds,
+    Difference,
+    Group,
+    Job,
+    Sweep,
+    difference,
+    holm,
+    paired,
+    seeds_needed,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,7 @@ class Metric:
     digits: int = 3
     role: str | None = None  # quality | divergence | proxy (harness.declarations.ROLES)
     note: str | None = None  # a sentence for the table's caption
+    bounds: Bounds | None = None  # the values it can take, as declared; intervals stay inside them
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,12 @@ def declared_headline(results: list[dict[str, Any]]) -> list[Metric]:
     ordered = sorted(entries.values(), key=lambda e: math.inf if e.get("order") is None else e["order"])
     fields = ("better", "digits", "role", "note")
     return [
-        Metric(e["key"], e.get("label") or e["key"], **{f: e[f] for f in fields if e.get(f) is not None})
+        Metric(
+            e["key"],
+            e.get("label") or e["key"],
+            **{f: e[f] for f in fields if e.get(f) is not None},
+            bounds=tuple(e["bounds"]) if e.get("bounds") is not None else None,
+        )
         for e in ordered
     ]
 
@@ -180,7 +202,7 @@ class Comparison:
         metric = metric or (self.quality.key if self.quality else None)
         if base is None or group is base or metric is None:
             return None
-        return paired(group.values(metric), base.values(metric))
+        return paired(group.values(metric), base.values(metric), bounds=group.bounds.get(metric))
 
     @property
     def baseline_group(self) -> Group | None:
@@ -212,6 +234,9 @@ def compare(sweep: Sweep, baseline: str | None = None) -> Comparison:
     labels = {group.label for group in groups}
     results = [job.result for job in sweep.jobs if job.result]
     headline = name_judges(declared_headline(results) or undeclared_headline(groups), groups)
+    bounds = {metric.key: metric.bounds for metric in headline if metric.bounds is not None}
+    for group in groups:  # every summary of these groups (table, CSV, plots) keeps to the declared bounds
+        group.bounds = bounds
     present = metric_keys(groups, headline)
     return Comparison(
         sweep, groups, asked if asked in labels else None, present, headline, declared_curves(results), asked or None
@@ -330,14 +355,17 @@ def to_markdown(comparison: Comparison) -> str:
         markdown_table(header, rows),
         "",
         _caption(comparison),
-        "",
-        "### Cost (mean per job)",
-        "",
-        markdown_table(cost_header, cost_rows),
     ]
+    if needed := seeds_needed_line(comparison):
+        parts += ["", needed]
     if checks := judge_checks(comparison):
         heading = f"### Judges against {comparison.quality.label}"  # a check needs the quality metric
-        parts[5:5] = ["", heading, "", *(f"- {line}" for line in checks)]
+        parts += ["", heading, "", *(f"- {line}" for line in checks)]
+    if tables := pairwise_tables(comparison):
+        parts += ["", "### Pairwise differences", "", pairwise_caption(comparison)]
+        for title, pair_header, pair_rows in tables:
+            parts += ["", f"**{title}**", "", markdown_table(pair_header, pair_rows)]
+    parts += ["", "### Cost (mean per job)", "", markdown_table(cost_header, cost_rows)]
     if problems := status_lines(sweep.jobs):
         parts += ["", "### Jobs without a result", "", *problems]
     return "\n".join(parts) + "\n"
@@ -347,6 +375,48 @@ def _caption(comparison: Comparison) -> str:
     return " ".join(["Mean over seeds [95% t-interval]; best mean in bold.", *caption_notes(comparison)])
 
 
+def _bounds_text(bounds: Bounds) -> str:
+    low, high = bounds
+    return f"{'(-∞' if low is None else f'[{low:g}'}, {'∞)' if high is None else f'{high:g}]'}"
+
+
+def bounds_notes(comparison: Comparison) -> list[str]:
+    """What the caption says of bounds: which metrics declare them (their intervals are the t-interval intersected
+    with them), which intervals that changed, which keep the plain t-interval, and any job value outside the
+    bounds its metric declares (an estimate can be; a wrong declaration shows here)."""
+    shown = [m for m in comparison.headline if m.key in comparison.metrics]
+    bounded = [m for m in shown if m.bounds is not None]
+    if not bounded:
+        return []
+    by_bounds: dict[Bounds, list[str]] = {}
+    for metric in bounded:
+        by_bounds.setdefault(metric.bounds, []).append(metric.label)
+    declared = "; ".join(f"{', '.join(labels)}: {_bounds_text(b)}" for b, labels in by_bounds.items())
+    clipped = []
+    for metric in bounded:
+        groups = [g.label for g in comparison.groups if (x := g.summary(metric.key)) is not None and x.clipped]
+        if groups:
+            clipped.append(f"{metric.label} ({', '.join(groups)})")
+    unbounded = [m.label for m in shown if m.bounds is None]
+    notes = [
+        f"Intervals stay within each metric's declared bounds ({declared}): the t-interval intersected with them"
+        + (f", which moved an end for {'; '.join(clipped)}." if clipped else ", which moved no end here.")
+    ]
+    if unbounded:
+        notes.append(f"No bounds declared, plain t-interval: {', '.join(unbounded)}.")
+    for metric in bounded:
+        values = [v for g in comparison.groups for v in g.values(metric.key).values()]
+        low, high = metric.bounds
+        outside = sum((low is not None and v < low) or (high is not None and v > high) for v in values)
+        if outside:
+            notes.append(
+                f"{metric.label}: {outside} of {len(values)} job values {'lies' if outside == 1 else 'lie'} outside "
+                f"its declared bounds {_bounds_text(metric.bounds)} (an estimate can: a mean outside them is shown "
+                "as observed, its interval reaching to it)."
+            )
+    return notes
+
+
 def caption_notes(comparison: Comparison) -> list[str]:
     """What the table's caption says beyond mean and interval: the suites' notes, and the paired differences
     (or why there are none)."""
@@ -354,6 +424,7 @@ def caption_notes(comparison: Comparison) -> list[str]:
     notes = [m.note for m in shown if m.note]
     if any(comparison.judged_by_optimised(g, m) for g in comparison.groups for m in shown):
         notes.append(OPTIMISED_NOTE)
+    notes += bounds_notes(comparison)
     quality = comparison.quality
     if comparison.baseline and quality is not None:
         notes.append(f"Δ: {quality.label} paired by seed against {comparison.baseline}, with its 95% t-interval.")
@@ -364,6 +435,164 @@ def caption_notes(comparison: Comparison) -> list[str]:
     else:
         notes.append("No paired differences: no suite declares a quality metric (headline role: quality).")
     return notes
+
+
+# -- every pair of groups, and the seeds a difference needs ----------------------------------------------
+NOISE_MARK = "≈"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """`first` - `second` on one metric, `first` the better mean (the higher where no direction is declared)."""
+
+    first: str
+    second: str
+    seeds: tuple[int, int]  # seeds (complete jobs reporting the metric) of first and second
+    difference: Difference
+    holm_p: float  # adjusted over every pair of this metric (NaN: no test possible)
+
+    @property
+    def within_noise(self) -> bool:
+        return self.holm_p >= ALPHA
+
+
+def pairwise_metrics(comparison: Comparison) -> list[Metric]:
+    """The metrics every pair of groups is compared on: the quality metric and every headline metric with a
+    direction (a KL or a proxy reward has none: a cost or a belief, not a quality)."""
+    return [
+        m for m in comparison.headline if m.key in comparison.metrics and (m.role == "quality" or m.better is not None)
+    ]
+
+
+def pairwise(comparison: Comparison, metric: Metric) -> list[Pair]:
+    """Every pair of groups that report `metric`, in table order: the difference (paired by seed where the two
+    share their seeds, else Welch), its p-value and the Holm-adjusted one over this metric's pairs (each metric is
+    its own family)."""
+    values = [(g, v) for g in comparison.groups if (v := g.values(metric.key))]
+    bounds = metric.bounds
+    lower_first = metric.better == "lower"
+    found = []
+    for (a, va), (b, vb) in _pairs(values):
+        mean_a, mean_b = statistics.fmean(va.values()), statistics.fmean(vb.values())
+        if (mean_b < mean_a) if lower_first else (mean_b > mean_a):
+            (a, va), (b, vb) = (b, vb), (a, va)
+        d = difference(va, vb, bounds)
+        if d is not None:
+            found.append((a.label, b.label, (len(va), len(vb)), d))
+    adjusted = holm([d.p_value for *_, d in found])
+    return [Pair(a, b, n, d, p) for (a, b, n, d), p in zip(found, adjusted, strict=True)]
+
+
+def _pairs(items: list) -> list[tuple]:
+    """Every pair (items[i], items[j]) with i < j."""
+    return [(items[i], items[j]) for i in range(len(items)) for j in range(i + 1, len(items))]
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+PAIRWISE_HEADER = ["A − B", f"difference [{CONFIDENCE:.0%} CI]", "test", "p", "Holm p", "noise"]
+
+
+def pairwise_tables(comparison: Comparison) -> list[tuple[str, list[str], list[list[Cell]]]]:
+    """(title, header, rows) per pairwise metric with two groups or more, for comparison.md and report.html."""
+    tables = []
+    for metric in pairwise_metrics(comparison):
+        pairs = pairwise(comparison, metric)
+        if not pairs:
+            continue
+        digits = metric.digits
+        rows = []
+        for pair in pairs:
+            d = pair.difference
+            text = f"{d.diff:+.{digits}f}"
+            if not math.isnan(d.ci_low):
+                text += f" [{d.ci_low:+.{digits}f}, {d.ci_high:+.{digits}f}]"
+            test = f"paired, {d.n} seeds" if d.test == "paired" else f"Welch, {pair.seeds[0]} + {pair.seeds[1]} seeds"
+            mark = NOISE_MARK if pair.within_noise else ("?" if math.isnan(pair.holm_p) else "")
+            cells = [f"{pair.first} − {pair.second}", text, test, _p(d.p_value), _p(pair.holm_p), mark]
+            rows.append([Cell(cell) for cell in cells])
+        title = f"{metric.label} (Holm over {len(pairs)} pair{'s' if len(pairs) > 1 else ''})"
+        tables.append((title, PAIRWISE_HEADER, rows))
+    return tables
+
+
+def pairwise_caption(comparison: Comparison) -> str:
+    text = (
+        f"Every pair of groups on each quality metric: A − B, A the better mean, with its {CONFIDENCE:.0%} t-interval "
+        "(paired by seed where both groups have the same seeds, else Welch's unpaired test; kept within the "
+        "bounds a difference of the metric can take), the two-sided p-value, and the Holm-Bonferroni adjusted "
+        f"p-value over that metric's pairs. {NOISE_MARK}: within noise (Holm p ≥ {ALPHA:g})."
+    )
+    if any(math.isnan(p.holm_p) for m in pairwise_metrics(comparison) for p in pairwise(comparison, m)):
+        text += " ?: no test (a group with one seed)."
+    return text
+
+
+@dataclass(frozen=True)
+class SeedsNeeded:
+    metric: Metric
+    design: str  # "paired" (the groups share their seeds) or "two-sample"
+    sd: float  # pooled s.d. of the seed-paired differences, or within groups
+    pooled_over: int  # how many pairs (paired) or groups (two-sample) the s.d. pools
+    deltas: list[tuple[float, int | None]]  # (difference to detect, seeds needed; None: more than MAX_SEEDS)
+
+
+def seeds_estimate(comparison: Comparison) -> SeedsNeeded | None:
+    """From the observed seed variance of the quality metric, the seeds that a difference of the median observed
+    pairwise difference, and of half of it, needs (two-sided t-test at ALPHA, power POWER). Paired design where
+    every group has the same seeds (two or more): the s.d. of the seed-paired differences pooled over all pairs
+    (variances weighted by their degrees of freedom). Otherwise the s.d. within groups pooled the same way, and a
+    two-sample test with that many seeds per group. None without a quality metric or two groups reporting it."""
+    metric = comparison.quality
+    if metric is None:
+        return None
+    values = [v for g in comparison.groups if (v := g.values(metric.key))]
+    if len(values) < 2:
+        return None
+    median = statistics.median(
+        abs(statistics.fmean(a.values()) - statistics.fmean(b.values())) for a, b in _pairs(values)
+    )
+    if len({frozenset(v) for v in values}) == 1 and len(values[0]) >= 2:
+        design = "paired"
+        samples = [[a[seed] - b[seed] for seed in a] for a, b in _pairs(values)]
+    else:
+        design, samples = "two-sample", [list(v.values()) for v in values]
+    samples = [sample for sample in samples if len(sample) >= 2]
+    degrees = sum(len(sample) - 1 for sample in samples)
+    pooled = sum(statistics.variance(sample) * (len(sample) - 1) for sample in samples)
+    sd = math.sqrt(pooled / degrees) if degrees else math.nan
+    deltas = [(delta, seeds_needed(sd, delta, design=design)) for delta in (median, median / 2)]
+    return SeedsNeeded(metric, design, sd, len(samples), deltas)
+
+
+def seeds_needed_line(comparison: Comparison) -> str | None:
+    """The seeds-needed estimate as the sentence printed under the table."""
+    estimate = seeds_estimate(comparison)
+    if estimate is None:
+        return None
+    metric = estimate.metric
+    what = "seed-paired differences" if estimate.design == "paired" else "values within a group"
+    over = f"{estimate.pooled_over} {'pairs' if estimate.design == 'paired' else 'groups'}"
+    (median, at_median), (half, at_half) = estimate.deltas
+    if math.isnan(estimate.sd) or estimate.sd == 0 or median == 0:
+        why = "fewer than two seeds per group" if math.isnan(estimate.sd) else "no seed variance or no difference"
+        return f"Seeds needed ({metric.label}): not estimable ({why})."
+    unit = " per group" if estimate.design == "two-sample" else ""
+
+    def needs(n: int | None) -> str:
+        return f"more than {MAX_SEEDS} seeds{unit}" if n is None else f"{n} seeds{unit}"
+
+    return (
+        f"Seeds needed ({metric.label}): with the observed seed s.d. of {estimate.sd:.2g} ({what}, pooled "
+        f"over {over}), detecting a {median:.2g} difference (the median between groups here) at alpha "
+        f"{ALPHA:g} two-sided with power {POWER:g} needs {needs(at_median)}; a {half:.2g} difference (half "
+        f"of it) needs {needs(at_half)}. {'Paired' if estimate.design == 'paired' else 'Two-sample'} t-test, "
+        "from the noncentral t."
+    )
 
 
 # -- judges against the quality metric ------------------------------------------------------------------
