@@ -10,10 +10,15 @@ A completed stage records every file it wrote, with its size and SHA-256 (`stage
 checks it first: every size, and the hash of every small file (`verify="hashes"`: of every file). A stage that
 fails (a file cut short by a full disk or an interrupted copy, one that went missing, a flipped bit the check can
 see) is set aside as `<key>.corrupt-<time>` with a one-line warning and built again.
+
+A process that is handed a stage holds a shared `flock` on `<stage>/<key>.use` until it exits (the kernel drops
+it when the process dies, kill -9 included): `harness-cache prune` removes only stages whose use and build locks
+it can take alone, without waiting.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,6 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,37 @@ HISTORY = "log_history.jsonl"  # a trained stage's training curve, one JSON row 
 RESUMABLE = ("checkpoints", "log_history.jsonl")
 SMALL_FILE = 1 << 20  # bytes: files up to this size are hashed on every reuse (configs, tokenizers, datasets' state)
 VERIFY = ("sizes", "hashes")
+USE = ".use"  # `<key>.use`, beside the stage: every process using the stage holds a shared lock on it
+
+# Stage folder -> the `<key>.use` file this process holds open (and shared-locked) for the rest of its life.
+_held: dict[Path, int] = {}
+
+
+def hold(path: Path) -> None:
+    """Mark a stage as in use by this process until it exits, so `harness-cache prune` keeps it.
+
+    Taken before the stage is checked, so a prune cannot remove it between the check and the load. It waits
+    only while a prune renames the stage out of the way (a moment); the check then finds it gone and rebuilds it."""
+    path = path.absolute()
+    if path in _held:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + USE), os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
+    except OSError as error:  # a cache this process may only read (a read-only mount): reusing it still works
+        log.info("stage %s: not marked in use (%s); a prune by the cache's owner may remove it", path, error)
+        return
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    with suppress(OSError):  # another account's file in a shared cache: the lock is what matters
+        os.utime(fd)  # its last use, for `harness-cache prune --older-than`
+    _held[path] = fd
+
+
+def release_stages() -> None:
+    """Let go of every stage this process holds (tests; a long-lived process that is done with them)."""
+    for fd in _held.values():
+        os.close(fd)
+    _held.clear()
 
 
 def file_hash(path: Path) -> str:
@@ -158,6 +195,7 @@ class StageCache:
         With several processes (harness.distributed), a `collective` build (a trainer's) runs in all of them;
         any other is built by the main process while the rest wait, then read from the cache."""
         key = stage_key(name, config, inputs)
+        hold(self.path(name, key))  # per process, so every process of a multi-process job holds it too
         if distributed.main_value(self.is_sound(name, key)):
             return self._load(name, key, built_now=False)
         if not distributed.is_distributed():
