@@ -135,6 +135,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     try:
         return run_job(cfg)
     except HarnessError as error:
+        close_progress_bars()  # one left open by the failed step would redraw itself below the error at exit
         log.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         if in_sweep:
@@ -146,6 +147,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
         log.exception("job failed")
         print(f"error: job {HydraConfig.get().job.num} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return None
+
+
+def close_progress_bars() -> None:
+    """Close every tqdm bar still open (a trainer's, when an error left its loop early)."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is None:
+        return
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        bar.close()
 
 
 def quiet_libraries() -> None:

@@ -87,7 +87,10 @@ class Job:
             wall["eval"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
-            self.write(run, status="failed", error=error, wall=wall)
+            try:
+                self.write(run, status="failed", error=error, wall=wall)
+            except OSError as unwritten:  # a full disk: the job's own error is what the user needs to read
+                log.error("result.json of the failed job could not be written: %s", unwritten)
             if started_logger:
                 self.logger.finish(exit_code=1)
             raise

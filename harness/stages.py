@@ -18,6 +18,7 @@ it can take alone, without waiting.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -107,6 +108,50 @@ def check_files(path: Path, recorded: Mapping[str, list[Any]], hashes: bool) -> 
         if (hashes or size <= SMALL_FILE) and file_hash(file) != digest:
             return f"{name} differs from what was built (SHA-256)"
     return None
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
+LOW_SPACE = 16 << 20  # bytes: a write that fails with less than this left is put down to a full disk
+
+
+def disk_full(error: BaseException, path: Path) -> bool:
+    """Whether `error` (or what caused it) is a write the disk had no room for. Libraries wrap ENOSPC in their own
+    errors (torch's "file write failed", safetensors' I/O error), so a failed write with the disk all but full
+    counts too."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL:
+            return True
+        if any(text in str(current) for text in _DISK_FULL_TEXT):
+            return True
+        current = current.__cause__ or current.__context__
+    if isinstance(error, OSError | RuntimeError):
+        with suppress(OSError):
+            return shutil.disk_usage(_existing(path)).free < LOW_SPACE
+    return False
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def where_full(path: Path) -> tuple[Path, str]:
+    """The mount point `path` is on, and how much is free there (for the disk-full error)."""
+    from harness.cache_cli import human
+
+    mount = _existing(path.absolute())
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        free = human(shutil.disk_usage(mount).free)
+    except OSError:
+        free = "unknown space"
+    return mount, free
 
 
 def clear_incomplete(path: Path) -> list[str]:
@@ -237,35 +282,53 @@ class StageCache:
             if path.exists():
                 kept = clear_incomplete(path)
                 log.warning("stage %s: incomplete build at %s (killed?); keeping %s", name, path, kept or "nothing")
-            path.mkdir(parents=True, exist_ok=True)
-            log.info("stage %s: building %s", name, path)
-            if together:
-                distributed.barrier()  # the folder is ready: every process trains
-            start = time.perf_counter()
-            metrics = dict(build(path) or {})
-            seconds = time.perf_counter() - start
-            if together:
-                distributed.barrier()  # every process is done writing (checkpoints, per-process state)
-            shutil.rmtree(path / "checkpoints", ignore_errors=True)  # only a killed build needs them (optimizer state)
-            atomic_write_json(
-                path / META,
-                {
-                    "stage": name,
-                    "key": key,
-                    "config": redact(config),
-                    "inputs": {role: out.key for role, out in inputs.items()},
-                    "seconds": seconds,
-                    "metrics": metrics,
-                    "versions": stack_versions(),
-                    "pid": os.getpid(),
-                    "files": manifest(path),  # what a later reuse checks
-                },
-            )
-            (path / MARKER).write_text(key + "\n")  # last: from here on the stage is complete
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                log.info("stage %s: building %s", name, path)
+                if together:
+                    distributed.barrier()  # the folder is ready: every process trains
+                start = time.perf_counter()
+                metrics = dict(build(path) or {})
+                seconds = time.perf_counter() - start
+                if together:
+                    distributed.barrier()  # every process is done writing (checkpoints, per-process state)
+                shutil.rmtree(path / "checkpoints", ignore_errors=True)  # only a killed build needs them (optimizer)
+                atomic_write_json(
+                    path / META,
+                    {
+                        "stage": name,
+                        "key": key,
+                        "config": redact(config),
+                        "inputs": {role: out.key for role, out in inputs.items()},
+                        "seconds": seconds,
+                        "metrics": metrics,
+                        "versions": stack_versions(),
+                        "pid": os.getpid(),
+                        "files": manifest(path),  # what a later reuse checks
+                    },
+                )
+                (path / MARKER).write_text(key + "\n")  # last: from here on the stage is complete
+            except Exception as error:
+                if not disk_full(error, path):
+                    raise
+                raise self._disk_full(name, path) from error
             log.info("stage %s: built in %.1fs", name, seconds)
             if together:
                 distributed.barrier()  # complete before anyone reads it
         return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
+
+    def _disk_full(self, name: str, path: Path) -> Exception:
+        """The one-line error of a build the disk could not hold, after clearing what it wrote: no marker, nothing a
+        later run could mistake for the stage, and the space back (only whole trainer checkpoints stay, to resume)."""
+        from harness.errors import HarnessError
+
+        with suppress(OSError):
+            clear_incomplete(path)
+        mount, free = where_full(path)
+        return HarnessError(
+            f"stage {name}: the disk is full ({free} free on {mount}); building {path} stopped, not marked complete, "
+            f"its partial files removed; free space there or set cache_dir to a larger disk, then run again"
+        )
 
     def _load(self, name: str, key: str, built_now: bool) -> StageOutput:
         path = self.path(name, key)

@@ -222,3 +222,107 @@ def test_weights_that_pass_the_size_check_but_cannot_be_read_are_one_line_naming
     message = str(error.value)
     assert message.startswith(f"{folder}: its weights cannot be read") and "verify_stages=hashes" in message
     assert "\n" not in message
+
+
+# -- a full disk ---------------------------------------------------------------------------------------------
+def no_space(message: str = "No space left on device") -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, message)
+
+
+@pytest.mark.parametrize("where", ["build", "record"])
+def test_a_build_the_disk_cannot_hold_is_one_line_and_leaves_nothing_to_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC while the build writes its weights, or while the stage records them: no marker, no partial files (only
+    whole checkpoints a resumed build can use), and the error says the disk is full and where."""
+    import harness.stages as stages
+    from harness.errors import HarnessError
+
+    cache = StageCache(tmp_path / "cache")
+
+    def build(out: Path) -> dict:
+        (out / "checkpoints").mkdir()
+        (out / "checkpoints" / "state.txt").write_text("resumable")
+        (out / "weights.txt").write_text("half of the weigh")
+        if where == "build":
+            raise RuntimeError("file write failed") from no_space()  # as torch wraps it
+        return {}
+
+    if where == "record":
+        def full(*args, **kwargs):
+            raise no_space()
+
+        monkeypatch.setattr(stages, "atomic_write_json", full)
+    with pytest.raises(HarnessError) as error:
+        cache.run("sft", {"lr": 1}, {}, build)
+    message = str(error.value)
+    key = stage_key("sft", {"lr": 1}, {})
+    folder = tmp_path / "cache" / "sft" / key
+    assert "\n" not in message
+    assert message.startswith("stage sft: the disk is full (") and str(folder) in message
+    assert "not marked complete" in message
+    assert not (folder / MARKER).exists()
+    assert sorted(p.name for p in folder.iterdir()) == (["checkpoints"] if where == "build" else [])
+    monkeypatch.undo()
+    again = cache.run("sft", {"lr": 1}, {}, write_file("whole weights"))  # space again: built, and sound
+    assert again.built_now and cache.is_sound("sft", key)
+    assert (folder / "weights.txt").read_text() == "whole weights"
+
+
+def test_an_unrelated_failure_is_not_called_a_full_disk(tmp_path: Path) -> None:
+    def build(out: Path) -> dict:
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        StageCache(tmp_path).run("sft", {}, {}, build)
+
+
+FULL_DISK_SITE = '''
+import errno, os
+import safetensors.torch as st
+
+_save = st.save_file
+
+
+def save_file(tensors, filename, *args, **kwargs):
+    if os.environ["FULL_DISK_STAGE"] in str(filename):
+        with open(filename, "wb") as handle:  # what a full disk leaves: a file cut short
+            handle.write(b"\\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+    return _save(tensors, filename, *args, **kwargs)
+
+
+st.save_file = save_file
+'''
+
+
+def test_a_job_whose_stage_fills_the_disk_stops_in_one_line_and_the_next_run_builds_it(tmp_path: Path) -> None:
+    """End to end: the SFT stage's weights hit ENOSPC (injected into safetensors' writer by a sitecustomize); the
+    job stops with one line naming the disk and the folder, the stage is not complete, and once there is space
+    again the same command builds it and completes."""
+    import json
+
+    from conftest import run_harness
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(FULL_DISK_SITE)
+    args = ["algorithm=sft", "debug=smoke", "eval=[gold]", "logger=none", f"results_dir={tmp_path / 'results'}"]
+    with pytest.MonkeyPatch.context() as patch:  # the job inherits them; the second run does not
+        patch.setenv("PYTHONPATH", str(site))
+        patch.setenv("FULL_DISK_STAGE", f"{os.sep}sft{os.sep}")
+        full = run_harness(*args)
+    assert full.returncode == 2, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr + full.stdout
+    last = [line for line in full.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: stage sft: the disk is full (") and "not marked complete" in last, last
+    sft_folders = list((tmp_path / "results" / "cache" / "sft").glob("*/"))
+    assert sft_folders and not any((folder / MARKER).exists() for folder in sft_folders)
+    assert not any((folder / "model.safetensors").exists() for folder in sft_folders)
+    [failed] = (tmp_path / "results").glob("runs/*/result.json")
+    assert json.loads(failed.read_text())["status"] == "failed"
+    again = run_harness(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all((folder / MARKER).exists() for folder in (tmp_path / "results" / "cache" / "sft").glob("*/"))
