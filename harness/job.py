@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -85,6 +86,10 @@ class Job:
             eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
             # a stage a suite needed (a baseline policy it samples) is charged to that stage, not to eval
             wall["eval"] = time.perf_counter() - start - built_since(run, before)
+            start, before = time.perf_counter(), set(run.stages)
+            trajectory = self.evaluate_along(run, policy, suites)
+            if trajectory:
+                wall["eval/snapshots"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
         except BaseException as error:
             try:
@@ -95,7 +100,9 @@ class Job:
                 self.logger.finish(exit_code=1)
             raise
         metrics = {**policy.metrics, **eval_metrics}
-        path = self.write(run, status="complete", metrics=metrics, wall=wall, tokens_generated=tokens_generated)
+        path = self.write(
+            run, status="complete", metrics=metrics, wall=wall, tokens_generated=tokens_generated, trajectory=trajectory
+        )
         self.logger.summary(metrics)
         self.logger.finish(exit_code=0)
         log.info("result: %s", path)
@@ -106,11 +113,29 @@ class Job:
             return None
         return objective_value(metrics, objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
 
+    def evaluate_along(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> list[dict[str, Any]]:
+        """Each snapshot of the policy's training (harness.snapshots), evaluated exactly as the final policy:
+        result.json's `trajectory`, in training order."""
+        trajectory = []
+        for snapshot in policy.snapshots if suites else []:
+            at = dataclasses.replace(policy, path=snapshot.path, metrics={}, analytic_kl=None, snapshots=[])
+            metrics, _ = self.evaluate(run, at, suites, {}, samples=False)
+            trajectory.append({"step": snapshot.step, "fraction": round(snapshot.fraction, 6), "metrics": metrics})
+            log.info("snapshot at step %d (%.0f%% of training): %s", snapshot.step, 100 * snapshot.fraction,
+                     ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items())))
+        return trajectory
+
     def evaluate(
-        self, run: Run, policy: Policy, suites: dict[str, EvalSuite], wall: dict[str, float]
+        self,
+        run: Run,
+        policy: Policy,
+        suites: dict[str, EvalSuite],
+        wall: dict[str, float],
+        samples: bool = True,
     ) -> tuple[dict[str, float], int]:
         """Sample the policy once on the held-out prompts; every suite reads those same samples.
-        Adds the seconds of sampling and of each suite to `wall` (`eval/sampling`, `eval/<suite>`)."""
+        Adds the seconds of sampling and of each suite to `wall` (`eval/sampling`, `eval/<suite>`). `samples`:
+        write them to samples.jsonl (the final policy's)."""
         if not suites:
             return {}, 0
         start = time.perf_counter()
@@ -147,7 +172,7 @@ class Job:
             for metric, value in suite.evaluate(context).items():
                 metrics[f"eval/{name}/{metric}"] = float(value)
             wall[f"eval/{name}"] = time.perf_counter() - start - built_since(run, before)
-        if distributed.is_main():
+        if samples and distributed.is_main():
             context.write_samples(self.output_dir / SAMPLES_FILE)
         return metrics, sum(lengths)
 
@@ -170,6 +195,7 @@ class Job:
         metrics: dict[str, float] | None = None,
         tokens_generated: int = 0,
         error: BaseException | None = None,
+        trajectory: list[dict[str, Any]] | None = None,
     ) -> Path:
         path = self.output_dir / RESULT_FILE
         if not distributed.is_main():  # one result per job, however many processes ran it
@@ -204,6 +230,8 @@ class Job:
             "overrides": self.identity["overrides"],
             "config": self.config,
             "metrics": metrics or {},
+            # the policy along its training, evaluated as the final one (harness.snapshots); [] without snapshots
+            "trajectory": trajectory or [],
             "headline": self.headline,  # the comparison's leading columns, as the suites declared them
             "curves": self.curves,  # the training curves the algorithm declared worth plotting
             "cost": cost,

@@ -98,6 +98,17 @@ class Policy:
     sampler: Sampler | None = None
     analytic_kl: float | None = None
     proxy_reward: RewardFn | None = None
+    # the policy along its training (`snapshots=N`, harness.snapshots): each evaluated as this one is
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The policy at `step` of its training (`fraction` of it), saved in `path` as a policy stage is."""
+
+    step: int
+    fraction: float
+    path: Path
 
 
 @dataclass

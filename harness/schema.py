@@ -98,6 +98,9 @@ class HarnessConfig:
     sft: Any = None
     # how training stages train: `name: none` is full fine-tuning, `lora`/`qlora` train peft adapters (conf/peft/)
     peft: Any = None
+    # policies along training evaluated as the final one: N snapshots evenly spaced in the training stage's steps
+    # (harness/snapshots.py; result.json `trajectory`), so each run traces a reward-vs-KL curve; 0: the final only
+    snapshots: int = field(default=0, metadata=allowed("[0, inf)"))
     objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
     # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
     kl_metric: str | None = "eval/kl/seq_kl"

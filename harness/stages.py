@@ -46,7 +46,7 @@ META = "stage.json"
 HISTORY = "log_history.jsonl"  # a trained stage's training curve, one JSON row per logging step
 # What a killed build leaves that the next build resumes from: trainer checkpoints (each written whole by its
 # trainer) and the training curve up to them (the builder cuts it back to the checkpoint it resumes from).
-RESUMABLE = ("checkpoints", "log_history.jsonl")
+RESUMABLE = ("checkpoints", "log_history.jsonl", "snapshots")  # snapshots: each whole once its record is written
 SMALL_FILE = 1 << 20  # bytes: files up to this size are hashed on every reuse (configs, tokenizers, datasets' state)
 VERIFY = ("sizes", "hashes")
 USE = ".use"  # `<key>.use`, beside the stage: every process using the stage holds a shared lock on it

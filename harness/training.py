@@ -153,10 +153,14 @@ def fit(
     tokenizer: Any,
     out_dir: Path,
     namespace: str = "train",
+    snapshots: int = 0,
+    start: Path | None = None,
     **trainer_kwargs: Any,
 ) -> Fitted:
     """Train `model` with a TRL trainer as a stage: harness-owned arguments, curves streamed to the logger,
-    weights (safetensors) and tokenizer saved in `out_dir`. TRL is wrapped, never subclassed."""
+    weights (safetensors) and tokenizer saved in `out_dir`. TRL is wrapped, never subclassed.
+    `snapshots`: keep that many snapshots of the policy along training (harness.snapshots; `start`: the stage a
+    LoRA adapter sits on)."""
     args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
     forwarder = run.trainer_callback(namespace, out_dir)
     resumed_from, checkpoint = latest_checkpoint(out_dir / "checkpoints") or (0, None)
@@ -165,6 +169,10 @@ def fit(
         log.info("resuming from %s (step %d)", checkpoint, resumed_from)
     guard = StopOnNonFiniteLoss(out_dir)
     callbacks = [forwarder, guard]
+    if snapshots:
+        from harness.snapshots import SnapshotCallback
+
+        callbacks.append(SnapshotCallback(out_dir, snapshots, tokenizer, start))
     trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
     # what training may change, as the trainer holds it (with a `peft_config`, TRL has just added the adapter)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}

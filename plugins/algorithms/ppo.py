@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import adapters
+from harness import adapters, snapshots
 from harness.batching import length_groups
 from harness.devices import torch_threads
 from harness.errors import HarnessError
@@ -648,12 +648,14 @@ def train_ppo(
     seed: int,
     gold: RewardFn | None = None,
     peft: adapters.PeftSettings | None = None,
+    snapshot_count: int = 0,
 ) -> dict[str, Any]:
     """Train a policy from `sft_path` against `reward`; save it to `out_dir`; return the stage's metrics.
 
     `gold`, when given (a task with an exact reward, trained against a learned one), is only watched: each
     update also logs the rollouts' gold score, so over-optimisation shows as proxy up, gold down.
     `peft`: train LoRA adapters (the policy saved as one) instead of every weight.
+    `snapshot_count`: keep that many snapshots of the policy along its updates (harness.snapshots).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -698,6 +700,7 @@ def train_ppo(
         models.reference = models.reference.to(accelerator.device)
     unwrapped_policy = accelerator.unwrap_model(policy)
     kl_controller = KLController(config.kl_coef, config.adaptive_kl, config.target_kl, config.kl_horizon)
+    snapshot_at = snapshots.targets(num_updates, snapshot_count)
 
     # prompts too long for the context beside a response keep their last tokens (one warning for all of them)
     room = prompt_room(unwrapped_policy, config.response_length, "algorithm.trainer.response_length")
@@ -873,6 +876,10 @@ def train_ppo(
         kl_controller.update(row["objective/kl"], config.batch_size * accelerator.num_processes)
         if update % config.save_every == 0 and update < num_updates:
             save_state(state_dir, update, parts, episodes, tokens_trained, history)
+        if update in snapshot_at and accelerator.is_main_process:  # the policy along training, as saved at the end
+            tokenizer.padding_side = saved_padding_side
+            snapshots.save(unwrapped_policy, tokenizer, out_dir, update, num_updates, start=sft_path)
+            tokenizer.padding_side = "left"
 
     # 7. Save the policy (safetensors) with its tokenizer; report the run
     accelerator.wait_for_everyone()
@@ -1044,6 +1051,8 @@ class PPO:
         }
         if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
             stage_config["peft"] = peft.stage_config()
+        if snapshot_count := snapshots.requested(run):  # likewise: the policy along training
+            stage_config["snapshots"] = snapshot_count
         inputs = {"sft": sft, **({"reward": reward.stages[-1]} if reward.stages else {})}
 
         def build(out_dir: Path) -> dict[str, Any]:
@@ -1059,6 +1068,7 @@ class PPO:
                     seed=run.seed,
                     gold=None if reward.is_gold or (judge := run.gold()) is None else judge.reward,
                     peft=peft,
+                    snapshot_count=snapshot_count,
                 )
 
         stage = run.stage(self.name, stage_config, inputs, build, collective=True)
@@ -1067,4 +1077,5 @@ class PPO:
             reference_path=sft.path,
             metrics={**reward.metrics, **run.training_metrics(stage)},
             proxy_reward=None if reward.is_gold else reward.fn,
+            snapshots=snapshots.of_stage(stage.path),
         )

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import adapters
+from harness import adapters, snapshots
 from harness.errors import HarnessError
 from harness.guards import check_rewards, prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, Run, StageOutput
@@ -149,7 +149,7 @@ class TRLMethod:
     def stage(self, run: Run) -> StageOutput:
         """This method's trained policy as a cached stage (other algorithms start from it through `init`)."""
         self._peft(run)  # a bad `peft` setting stops the job before any stage trains
-        return self._stage(run, self.start(run))
+        return self._stage(run, self.start(run))  # as a start: the plain stage, without the job's snapshots
 
     def _peft(self, run: Run) -> adapters.PeftSettings | None:
         """The run's `peft` settings, and whether this trainer can take them (a one-line error if not)."""
@@ -165,7 +165,7 @@ class TRLMethod:
                 )
         return peft
 
-    def _stage(self, run: Run, start: StageOutput) -> StageOutput:
+    def _stage(self, run: Run, start: StageOutput, snapshot_count: int = 0) -> StageOutput:
         config: dict[str, Any] = {
             "algorithm": self.name,
             "trainer_class": self.trainer_class,
@@ -177,6 +177,8 @@ class TRLMethod:
         peft = adapters.of_run(run)
         if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
             config["peft"] = peft.stage_config()
+        if snapshot_count:  # likewise: the policy along training (harness.snapshots)
+            config["snapshots"] = snapshot_count
         inputs = {"start": start}
         reward = None
         if self.data == "demonstrations":
@@ -192,24 +194,31 @@ class TRLMethod:
             inputs["data"] = run.datasets()
             if reward.stages:
                 inputs["reward"] = reward.stages[-1]
-        build = lambda out: self._train(run, start, inputs, reward, out)  # noqa: E731
+        build = lambda out: self._train(run, start, inputs, reward, out, snapshot_count)  # noqa: E731
         return run.stage(self.name, config, inputs, build, collective=True)  # every process trains
 
     def train(self, run: Run) -> Policy:
         self._peft(run)
         start = self.start(run)
-        stage = self._stage(run, start)
+        stage = self._stage(run, start, snapshots.requested(run))
         reward = run.reward() if self.data == "prompts" else None
         return Policy(
             path=stage.path,
             reference_path=start.path,
             metrics={**(reward.metrics if reward else {}), **run.training_metrics(stage)},
             proxy_reward=reward.fn if reward is not None and not reward.is_gold else None,
+            snapshots=snapshots.of_stage(stage.path),
         )
 
     # -- training ---------------------------------------------------------------------------------------
     def _train(
-        self, run: Run, start: StageOutput, inputs: Mapping[str, StageOutput], reward: Reward | None, out_dir: Path
+        self,
+        run: Run,
+        start: StageOutput,
+        inputs: Mapping[str, StageOutput],
+        reward: Reward | None,
+        out_dir: Path,
+        snapshot_count: int = 0,
     ) -> dict[str, Any]:
         from transformers import AutoTokenizer
 
@@ -242,6 +251,8 @@ class TRLMethod:
             model=model,
             tokenizer=tokenizer,
             out_dir=out_dir,
+            snapshots=snapshot_count,
+            start=start.path if peft is not None else None,
             **kwargs,
         )
         if peft is not None:

@@ -1,0 +1,90 @@
+"""A policy along its training: snapshots evaluated exactly as the final policy, so a method traces a curve.
+
+With `snapshots=N` the job's training stage keeps N snapshots of its policy, evenly spaced in its optimiser steps
+(at i/(N+1) of them, i = 1..N; the final policy is the last point). The job evaluates each one as it evaluates the
+final policy -- the same prompts, sampling and suites -- and `result.json` lists them under `trajectory`:
+
+    "trajectory": [{"step": 40, "fraction": 0.25, "metrics": {"eval/gold/reward": 0.71, "eval/kl/seq_kl": 0.4}}]
+
+Fractions, not steps, are what methods share: a DPO step, a PPO update and a GRPO step are different amounts of
+work. The Rafailov et al. (2023, fig. 2) frontiers are drawn from such evaluations along training as well as
+from a grid of betas.
+
+A snapshot lives in `<stage>/snapshots/step-<n>/` (weights, or a LoRA adapter with its start, and the tokenizer);
+`snapshot.json` is written last, so a folder without it (a killed build) is ignored and rebuilt on resume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from harness import distributed
+from harness.io import atomic_write_json, read_json
+from harness.protocols import Snapshot
+
+FOLDER = "snapshots"
+RECORD = "snapshot.json"
+
+
+def requested(run: Any) -> int:
+    """How many snapshots the job asks of its own training stage (`snapshots=N`; not of the stages it starts from)."""
+    cfg = getattr(run, "cfg", None)
+    return int((cfg.get("snapshots") if cfg is not None else 0) or 0)
+
+
+def targets(total_steps: int, count: int) -> dict[int, float]:
+    """Step -> fraction of training, for `count` snapshots evenly spaced within `total_steps` (final excluded)."""
+    chosen: dict[int, float] = {}
+    for index in range(1, count + 1):
+        step = round(total_steps * index / (count + 1))
+        if 0 < step < total_steps:
+            chosen.setdefault(step, step / total_steps)
+    return chosen
+
+
+def save(model: Any, tokenizer: Any, stage_dir: Path, step: int, total_steps: int, start: Path | None = None) -> Path:
+    """Write the policy as it is at `step` (an adapter, with the stage it sits on, if it is one)."""
+    from harness import adapters
+
+    folder = Path(stage_dir) / FOLDER / f"step-{step:07d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if adapters.is_peft_model(model):
+        adapters.save_adapter(model, folder, start=start)
+    else:
+        model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    atomic_write_json(folder / RECORD, {"step": step, "total_steps": total_steps, "fraction": step / total_steps})
+    return folder
+
+
+def of_stage(stage_dir: Path) -> list[Snapshot]:
+    """A stage's whole snapshots, in training order."""
+    found = []
+    for record in sorted((Path(stage_dir) / FOLDER).glob(f"*/{RECORD}")):
+        try:
+            meta = read_json(record)
+        except (OSError, ValueError):
+            continue
+        found.append(Snapshot(step=int(meta["step"]), fraction=float(meta["fraction"]), path=record.parent))
+    return sorted(found, key=lambda snapshot: snapshot.step)
+
+
+class SnapshotCallback(TrainerCallback):
+    """Saves the trainer's model at the chosen steps (a transformers/TRL trainer; our PPO calls `save` itself)."""
+
+    def __init__(self, stage_dir: Path, count: int, tokenizer: Any, start: Path | None = None) -> None:
+        self.stage_dir = Path(stage_dir)
+        self.count = count
+        self.tokenizer = tokenizer
+        self.start = start
+        self.steps: dict[int, float] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.steps = targets(state.max_steps, self.count)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
+        if state.global_step in self.steps and model is not None and distributed.is_main():
+            save(model, self.tokenizer, self.stage_dir, state.global_step, state.max_steps, self.start)
