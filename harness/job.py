@@ -118,7 +118,14 @@ class Job:
         result.json's `trajectory`, in training order."""
         trajectory = []
         for snapshot in policy.snapshots if suites else []:
-            at = dataclasses.replace(policy, path=snapshot.path, metrics={}, analytic_kl=None, snapshots=[])
+            at = dataclasses.replace(
+                policy,
+                path=snapshot.path,
+                metrics={},
+                sampler=snapshot.sampler,
+                analytic_kl=snapshot.analytic_kl,
+                snapshots=[],
+            )
             metrics, _ = self.evaluate(run, at, suites, {}, samples=False)
             trajectory.append({"step": snapshot.step, "fraction": round(snapshot.fraction, 6), "metrics": metrics})
             log.info("snapshot at step %d (%.0f%% of training): %s", snapshot.step, 100 * snapshot.fraction,

@@ -104,11 +104,14 @@ class Policy:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The policy at `step` of its training (`fraction` of it), saved in `path` as a policy stage is."""
+    """The policy at `step` of its training (`fraction` of it), saved in `path` as a policy stage is. A procedure
+    (best-of-n at a smaller n) gives its `sampler` and `analytic_kl` instead, as its Policy does."""
 
     step: int
     fraction: float
     path: Path
+    sampler: Sampler | None = None
+    analytic_kl: float | None = None
 
 
 @dataclass

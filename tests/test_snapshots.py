@@ -69,3 +69,16 @@ def test_a_lora_snapshot_is_an_adapter_on_its_start(results: Path) -> None:
     assert (snapshot.path / "adapter_model.safetensors").exists() and (snapshot.path / "start.json").exists()
     assert not (snapshot.path / "model.safetensors").exists()
     assert math.isfinite(point["metrics"]["eval/kl/seq_kl"]) and 0 <= point["metrics"]["eval/gold/reward"] <= 1
+
+
+def test_best_of_n_traces_its_curve_at_smaller_n(results: Path) -> None:
+    """No training to snapshot: the same procedure at smaller n, evenly spaced in log n, each with its exact KL."""
+    from plugins.algorithms.best_of_n import best_of_n_kl, smaller_n
+
+    assert smaller_n(64, 5) == [2, 4, 8, 16, 32]
+    result = job(results, "algorithm=best_of_n", "snapshots=2")  # smoke n = 4: n = 2 and 3
+    assert [point["step"] for point in result["trajectory"]] == smaller_n(4, 2) == [2, 3]
+    for point in result["trajectory"]:
+        assert point["metrics"]["eval/kl/seq_kl"] == pytest.approx(best_of_n_kl(point["step"]))
+        assert point["fraction"] == pytest.approx(math.log(point["step"]) / math.log(4), abs=1e-6)
+    assert result["metrics"]["eval/kl/seq_kl"] == pytest.approx(best_of_n_kl(4))

@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.protocols import Policy, Run
+from harness import snapshots
+from harness.protocols import Policy, Run, Snapshot
 
 
 def best_of_n_kl(n: int) -> float:
@@ -21,6 +22,12 @@ def best_of_n_kl(n: int) -> float:
 def pick_best(scores: Sequence[float], n: int) -> list[int]:
     """Index of the highest score in each consecutive group of n (the first one on ties)."""
     return [start + max(range(n), key=lambda i: scores[start + i]) for start in range(0, len(scores), n)]
+
+
+def smaller_n(n: int, count: int) -> list[int]:
+    """`count` values of n below `n`, evenly spaced in log n (rounded, each once; 1 is the starting policy itself)."""
+    chosen = {round(n ** (index / (count + 1))) for index in range(1, count + 1)} if n > 1 else set()
+    return sorted(k for k in chosen if 1 <= k < n)
 
 
 class BestOfN:
@@ -37,23 +44,35 @@ class BestOfN:
             raise HarnessError(f"algorithm.n={self.n!r}: expected a positive number of samples")
         sft = self.init.stage(run)
         reward = run.reward()
-        n = self.n
         model, tokenizer = load_policy(sft.path, run.device, merge=True)  # only sampled: an adapter merged is faster
 
-        def sampler(prompts: Sequence[str], settings: Mapping[str, Any], device: str) -> tuple[list[str], list[int]]:
-            """n samples per prompt; keep the best. A sample's token count is what it cost: all n draws."""
-            expanded = [prompt for prompt in prompts for _ in range(n)]
-            samples = sample_completions(model, tokenizer, expanded, settings, device)
-            completions, lengths = samples.completions, samples.lengths
-            best = pick_best(reward.fn(expanded, completions), n)
-            spent = [sum(lengths[i - i % n : i - i % n + n]) for i in best]
-            return [completions[i] for i in best], spent
+        def best_of(n: int) -> Any:
+            def sampler(
+                prompts: Sequence[str], settings: Mapping[str, Any], device: str
+            ) -> tuple[list[str], list[int]]:
+                """n samples per prompt; keep the best. A sample's token count is what it cost: all n draws."""
+                expanded = [prompt for prompt in prompts for _ in range(n)]
+                samples = sample_completions(model, tokenizer, expanded, settings, device)
+                completions, lengths = samples.completions, samples.lengths
+                best = pick_best(reward.fn(expanded, completions), n)
+                spent = [sum(lengths[i - i % n : i - i % n + n]) for i in best]
+                return [completions[i] for i in best], spent
 
+            return sampler
+
+        # `snapshots=K`: the same procedure at K smaller n, evenly spaced in log n (its KL grows as log n), so one
+        # job traces best-of-n's reward-vs-KL curve (Gao et al. 2022, fig. 1) as RL's snapshots trace theirs
+        along = [
+            Snapshot(step=n, fraction=math.log(n) / math.log(self.n), path=sft.path, sampler=best_of(n),
+                     analytic_kl=best_of_n_kl(n))
+            for n in smaller_n(self.n, snapshots.requested(run))
+        ]
         return Policy(
             path=sft.path,
             reference_path=sft.path,
-            metrics={**reward.metrics, "train/n": float(n)},
-            sampler=sampler,
-            analytic_kl=best_of_n_kl(n),
+            metrics={**reward.metrics, "train/n": float(self.n)},
+            sampler=best_of(self.n),
+            analytic_kl=best_of_n_kl(self.n),
             proxy_reward=None if reward.is_gold else reward.fn,
+            snapshots=along,
         )
