@@ -22,9 +22,21 @@ class ReportCallback(Callback):
     """Writes comparison.csv / comparison.md / report.html into the sweep directory, prints the table, and
     logs the comparison as one more W&B run in the sweep's group when the logger is W&B."""
 
-    def __init__(self, baseline: str | None = None, enabled: bool = True) -> None:  # baseline: conf/config.yaml
+    def __init__(
+        self,
+        baseline: str | None = None,
+        enabled: bool = True,
+        kl_budgets: Any = None,
+        fits: Any = None,
+    ) -> None:
+        """Settings (conf/config.yaml `hydra.callbacks.report`): `baseline`, the group others are paired with;
+        `kl_budgets`, the KLs of the "At equal KL" table (null: the report's defaults); `fits`, algorithm ->
+        over-optimisation form for Gao et al.'s fits (experiment=gao). The report reads them back from the sweep's
+        record, so `harness-report DIR` rebuilds the same files."""
         self.baseline = baseline
         self.enabled = enabled
+        self.kl_budgets = kl_budgets
+        self.fits = fits
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
@@ -35,7 +47,7 @@ class ReportCallback(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            report = build_report(sweep_dir, baseline=self.baseline)
+            report = build_report(sweep_dir, baseline=self.baseline, kl_budgets=self.kl_budgets)
             log_comparison(report, config.get("logger"))
         except HarnessError as error:
             print(f"error: report: {error}", file=sys.stderr)

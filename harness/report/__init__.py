@@ -1,5 +1,6 @@
 """The side-by-side comparison of a sweep: `build_report(sweep_dir)` writes comparison.csv, comparison.md,
-report.html and the figures as PNG into the sweep directory, reading nothing but the jobs' folders."""
+equal_kl.csv (each method at fixed KL budgets), report.html and the figures as PNG into the sweep directory,
+reading nothing but the jobs' folders."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.io import atomic_write_bytes, atomic_write_text
-from harness.report.aggregate import Sweep, load_sweep
+from harness.report.aggregate import Sweep, load_sweep, parse_kl_budgets
 from harness.report.tables import Comparison, compare, to_csv, to_markdown
 
 CSV_FILE, MARKDOWN_FILE, HTML_FILE = "comparison.csv", "comparison.md", "report.html"
@@ -18,7 +19,8 @@ class Report:
     comparison: Comparison
     markdown: str
     csv: str
-    files: dict[str, Path]  # what was written: csv, markdown, html, and one PNG per figure
+    files: dict[str, Path]  # what was written: csv, markdown, html, equal_kl, and one PNG per figure
+    equal_kl_csv: str = ""  # each method at each KL budget (harness.report.frontier), as equal_kl.csv
 
     @property
     def sweep(self) -> Sweep:
@@ -33,23 +35,37 @@ class Report:
         return sum(job.status != "complete" for job in self.sweep.jobs)
 
 
-def build_report(sweep_dir: Path | str, baseline: str | None = None) -> Report:
+def build_report(sweep_dir: Path | str, baseline: str | None = None, kl_budgets: list[float] | None = None) -> Report:
     """Aggregate every job under `sweep_dir` and write the comparison files there. `baseline`: the group the
-    others are compared with, paired by seed (default: the one recorded with the sweep)."""
-    from harness.report import html, plots
+    others are compared with, paired by seed (default: the one recorded with the sweep). `kl_budgets`: the KLs
+    (nats) the methods are compared at (default: those recorded with the sweep, else the report's defaults)."""
+    from harness.report import fits, frontier, html, plots
 
     root = Path(sweep_dir)
-    comparison = compare(load_sweep(root), baseline=baseline)
+    comparison = compare(load_sweep(root), baseline=baseline, kl_budgets=parse_kl_budgets(kl_budgets))
     csv_text, markdown = to_csv(comparison), to_markdown(comparison)
+    equal_kl_text = frontier.to_csv(comparison.at_equal_kl)
     figures = plots.render_all(comparison)
-    files = {"csv": root / CSV_FILE, "markdown": root / MARKDOWN_FILE, "html": root / HTML_FILE}
+    fitted = fits.overoptimisation(comparison, comparison.sweep.fits or {})
+    if fitted:  # the sweep asked for Gao et al.'s fits (experiment=gao)
+        label = comparison.at_equal_kl.reward.label
+        markdown += "\n" + fits.to_markdown(fitted, label)
+        if (png := fits.figure(fitted, label)) is not None:
+            figures["overoptimisation"] = png
+    files = {
+        "csv": root / CSV_FILE,
+        "markdown": root / MARKDOWN_FILE,
+        "html": root / HTML_FILE,
+        "equal_kl": root / frontier.EQUAL_KL_FILE,
+    }
     atomic_write_text(files["csv"], csv_text)
     atomic_write_text(files["markdown"], markdown)
+    atomic_write_text(files["equal_kl"], equal_kl_text)
     for name, png in figures.items():
         files[name] = root / f"{name}.png"
         atomic_write_bytes(files[name], png)
     atomic_write_text(files["html"], html.render(comparison, figures))
-    return Report(comparison, markdown, csv_text, files)
+    return Report(comparison, markdown, csv_text, files, equal_kl_text)
 
 
 __all__ = ["Report", "build_report"]

@@ -17,6 +17,7 @@ metric keeps its plain t-interval: nothing is inferred.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -142,6 +143,18 @@ def difference_bounds(bounds: Bounds | None) -> Bounds | None:
     return (low - high, high - low)
 
 
+@functools.lru_cache(maxsize=512)
+def _t_quantiles(confidence: float, df: float) -> tuple[float, float]:
+    return float(stats.t.ppf((1.0 - confidence) / 2, df)), float(stats.t.ppf((1.0 + confidence) / 2, df))
+
+
+def t_interval(confidence: float, df: float, loc: float, scale: float) -> tuple[float, float]:
+    """scipy's `stats.t.interval(confidence, df, loc, scale)`, the same arithmetic (quantile * scale + loc), with the
+    quantiles cached: the frontiers summarise at hundreds of KLs."""
+    low, high = _t_quantiles(confidence, df)
+    return low * scale + loc, high * scale + loc
+
+
 def summarise(values: Sequence[float], confidence: float = CONFIDENCE, bounds: Bounds | None = None) -> Summary:
     """Mean, sample standard deviation and the Student-t interval for the mean, intersected with `bounds` when
     given (module docstring); NaN interval for one value."""
@@ -150,7 +163,7 @@ def summarise(values: Sequence[float], confidence: float = CONFIDENCE, bounds: B
     if n < 2:
         return Summary(n, mean, math.nan, math.nan, math.nan, list(map(float, data)))
     std = float(data.std(ddof=1))
-    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n)) if std > 0 else (mean, mean)
+    low, high = t_interval(confidence, n - 1, mean, std / math.sqrt(n)) if std > 0 else (mean, mean)
     low, high, clipped = clip(float(low), float(high), bounds, mean)
     return Summary(n, mean, std, low, high, list(map(float, data)), clipped)
 
@@ -270,6 +283,9 @@ class Sweep:
     experiment: str
     config: dict[str, Any]  # the config of one complete job (for W&B project, generation settings, ...)
     baseline: str | None = None  # the group the sweep was to be compared with (its report callback's `baseline`)
+    kl_budgets: list[float] | None = None  # KL budgets the report callback was given (None: the report's defaults)
+    # the report callback's `fits`: algorithm -> over-optimisation form (harness/report/fits.py); None: no fits
+    fits: dict[str, str] | None = None
 
     @property
     def groups(self) -> list[Group]:
@@ -372,18 +388,53 @@ def load_sweep(root: Path) -> Sweep:
     baseline = recorded_baseline(multirun) or next(
         (found for job in jobs if job.dir is not None and (found := _job_baseline(job.dir))), None
     )
-    return Sweep(root, jobs, swept or ["algorithm", "seed"], experiment, config, baseline)
+    kl_budgets = parse_kl_budgets(recorded_callback_setting(multirun, "kl_budgets"))
+    fits = recorded_callback_setting(multirun, "fits")
+    fits = {str(k): str(v) for k, v in fits.items()} if isinstance(fits, Mapping) else None
+    return Sweep(root, jobs, swept or ["algorithm", "seed"], experiment, config, baseline, kl_budgets, fits)
 
 
 REPORT_CALLBACK = "harness.callbacks.ReportCallback"
 
 
+def parse_kl_budgets(value: Any) -> list[float] | None:
+    """KL budgets as given on the command line ("0.5,1,2"), in a config (a list) or not at all (None). One line
+    naming the value when one is not a positive number of nats."""
+    if value is None or value == "" or value == []:
+        return None
+    items: Iterable[Any]
+    if isinstance(value, str):
+        items = [item for item in value.strip().strip("[]").split(",") if item.strip()]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        items = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, Mapping):
+        items = list(value)
+    else:
+        items = [value]  # refused below
+    budgets = []
+    for item in items:
+        try:
+            budget = float(item)
+        except (TypeError, ValueError):
+            budget = math.nan
+        if isinstance(item, bool) or not math.isfinite(budget) or budget <= 0:
+            raise HarnessError(f"kl_budgets={value!r}: expected positive KL budgets in nats, e.g. 0.5,1,2")
+        budgets.append(budget)
+    return sorted(set(budgets)) or None
+
+
 def recorded_baseline(hydra_record: Mapping[str, Any]) -> str | None:
     """The `baseline` of the report callback in a Hydra record (`multirun.yaml`, a job's `.hydra/hydra.yaml`)."""
+    baseline = recorded_callback_setting(hydra_record, "baseline")
+    return str(baseline) if baseline else None
+
+
+def recorded_callback_setting(hydra_record: Mapping[str, Any], key: str) -> Any:
+    """A setting of the report callback in a Hydra record (None where it has none)."""
     callbacks = (hydra_record.get("hydra") or {}).get("callbacks") or {}
     for callback in callbacks.values():
-        if isinstance(callback, Mapping) and callback.get("_target_") == REPORT_CALLBACK and callback.get("baseline"):
-            return str(callback["baseline"])
+        if isinstance(callback, Mapping) and callback.get("_target_") == REPORT_CALLBACK and callback.get(key):
+            return callback[key]
     return None
 
 

@@ -13,13 +13,21 @@ from harness.errors import HarnessError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="harness-report",
-        description="Build comparison.csv, comparison.md and report.html from the result.json files under DIR.",
+        description="Build comparison.csv, comparison.md, equal_kl.csv and report.html from the result.json files "
+        "under DIR.",
     )
     parser.add_argument("directory", type=Path, help="a sweep directory (results/sweeps/<experiment>/<time>)")
     parser.add_argument(
         "--baseline",
         default=None,
         help="group the others are compared with, paired by seed (default: the one recorded with the sweep)",
+    )
+    parser.add_argument(
+        "--kl-budgets",
+        default=None,
+        metavar="B1,B2,...",
+        help="KL budgets in nats the methods are compared at along their frontiers, e.g. 0.5,1,2 (default: those "
+        "recorded with the sweep, else 0.25,0.5,1,2,4 where the data reaches them)",
     )
     parser.add_argument(
         "--wandb", action="store_true", help="also log the comparison as a run in the sweep's W&B group"
@@ -48,9 +56,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace):
     from harness.report import build_report
+    from harness.report.aggregate import parse_kl_budgets
     from harness.report.publish import log_comparison, sweep_identity
 
-    report = build_report(args.directory, baseline=args.baseline)
+    report = build_report(args.directory, baseline=args.baseline, kl_budgets=parse_kl_budgets(args.kl_budgets))
     if not args.quiet:
         print(report.markdown)
     print(f"report: {report.html.resolve()}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Mapping
+from typing import Any
 
 from harness.report.plots import TITLES
 from harness.report.tables import (
@@ -57,6 +58,26 @@ def _figure(name: str, png: bytes) -> str:
     )
 
 
+def _equal_kl(result: Any) -> list[str]:
+    """The "At equal KL" section: each method at each KL budget, and who leads over which range of KL."""
+    from harness.report import frontier
+
+    parts = ["<h2>At equal KL</h2>"]
+    if result.budgets:
+        header, rows = frontier.equal_kl_rows(result)
+        parts += [
+            _table("equal-kl", header, [[Cell(text, best) for text, best in row] for row in rows]),
+            f'<p class="meta">{html.escape(frontier.equal_kl_caption(result))}</p>',
+        ]
+    else:
+        parts.append(f'<p class="meta">{html.escape(frontier.no_budget_line(result))}</p>')
+    if lines := frontier.dominance_lines(result):
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        intro = html.escape(frontier.dominance_intro(result))
+        parts += [f'<p class="meta">{intro}</p>', f'<ul class="dominance">{items}</ul>']
+    return parts
+
+
 def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
     sweep = comparison.sweep
     counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
@@ -90,6 +111,8 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
         parts += ["<h2>Pairwise differences</h2>", f'<p class="meta">{html.escape(pairwise_caption(comparison))}</p>']
         for title, pair_header, pair_rows in tables:
             parts += [f"<h3>{html.escape(title)}</h3>", _table("pairwise", pair_header, pair_rows)]
+    if comparison.at_equal_kl is not None:
+        parts += _equal_kl(comparison.at_equal_kl)
     if problems := status_lines(sweep.jobs):
         items = "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in problems)
         parts += ["<h2>Jobs without a result</h2>", f'<ul class="problems">{items}</ul>']

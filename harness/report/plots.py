@@ -9,6 +9,13 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.report.aggregate import Group, training_history
+from harness.report.frontier import (
+    final_point,
+    mean_frontier,
+    method_name,
+    pareto,  # noqa: F401  (its home before harness.report.frontier)
+    trajectory_points,
+)
 from harness.report.tables import OPTIMISED_MARK, Comparison, Curve, declared_curves
 
 # The curve of an algorithm that declares none (`curves:` in its YAML): the loss, which every trainer logs.
@@ -48,55 +55,73 @@ def _error(summary) -> list[list[float]]:
 
 
 def frontier(comparison: Comparison) -> bytes | None:
-    """The quality metric against the divergence (reward against KL): every job faint, each group's mean with 95%
-    intervals on both axes, and each algorithm's frontier (its Pareto-best groups joined: more reward for no
-    more KL). Nothing without headline metrics of both roles."""
-    quality, divergence = comparison.role("quality"), comparison.role("divergence")
-    if quality is None or divergence is None:
+    """The reward against the KL (harness.report.frontier's metrics: the quality metric, else a judge's win rate).
+    Per method, its mean frontier over seeds (solid where every seed reaches the KL, dotted where only some do)
+    with its 95% interval as a band; each group's mean with 95% intervals on both axes; every job's final point
+    faint, and its checkpoints along training fainter still, joined in training order. Dotted verticals: the KL
+    budgets of the "At equal KL" table. Nothing without a reward and a KL metric."""
+    from matplotlib.lines import Line2D
+
+    result = comparison.at_equal_kl
+    if result is None:
         return None
-    y_key, x_key = quality.key, divergence.key
-    groups = [g for g in comparison.groups if g.summary(y_key) and g.summary(x_key)]
-    if not groups:
-        return None
+    y_key, x_key = result.reward.key, result.kl.key
     plt = _pyplot()
-    colours = _colours(groups)
-    figure, axes = plt.subplots(figsize=(7, 4.8))
+    names = list(dict.fromkeys(method_name(group) for group in comparison.groups))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colours = {name: palette(index % palette.N) for index, name in enumerate(names)}  # one per frontier
+    figure, axes = plt.subplots(figsize=(7.5, 5))
     labelled: set[str] = set()
-    for group in groups:
-        colour = colours[group.algorithm]
+    traced = False
+    for group in comparison.groups:
+        name = method_name(group)
+        colour = colours[name]
         for job in group.complete:
-            if y_key in job.metrics and x_key in job.metrics:
-                axes.scatter(job.metrics[x_key], job.metrics[y_key], color=colour, alpha=0.3, s=14, linewidths=0)
+            final = final_point(job, y_key, x_key)
+            if path := trajectory_points(job, y_key, x_key):
+                traced = True
+                xs, ys = zip(*(path + ([final] if final else [])), strict=True)
+                axes.plot(xs, ys, color=colour, alpha=0.15, linewidth=0.7)
+                axes.scatter(*zip(*path, strict=True), color=colour, alpha=0.25, s=10, marker="x", linewidths=0.7)
+            if final:
+                axes.scatter(*final, color=colour, alpha=0.3, s=14, linewidths=0)
         reward, kl = group.summary(y_key), group.summary(x_key)
+        if reward is None or kl is None:
+            continue
         axes.errorbar(
             kl.mean, reward.mean, xerr=_error(kl), yerr=_error(reward), fmt="o", color=colour, capsize=3,
-            label=None if group.algorithm in labelled else group.algorithm,
+            label=None if name in labelled else name,
         )
-        labelled.add(group.algorithm)
+        labelled.add(name)
         if group.params:
             text = ",".join(group.params.values())
             axes.annotate(text, (kl.mean, reward.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    for algorithm in dict.fromkeys(g.algorithm for g in groups):
-        points = sorted((g.summary(x_key).mean, g.summary(y_key).mean) for g in groups if g.algorithm == algorithm)
-        front = pareto(points)
-        if len(front) > 1:
-            axes.plot(*zip(*front, strict=True), color=colours[algorithm], linewidth=1.5)
-    axes.set_xlabel(divergence.label)
-    axes.set_ylabel(quality.label)
-    axes.set_title(f"{quality.label} vs {divergence.label}: mean over seeds, 95% intervals")
+    for method in result.methods:
+        colour = colours[method.method]
+        curve = mean_frontier(method)
+        every = np.where(curve["seeds"] == len(method.seeds), curve["mean"], np.nan)
+        axes.plot(curve["kl"], curve["mean"], color=colour, linewidth=1.2, linestyle=":")
+        axes.plot(curve["kl"], every, color=colour, linewidth=1.8)
+        band = np.isfinite(curve["low"]) & np.isfinite(curve["high"])
+        if band.any():
+            axes.fill_between(curve["kl"], curve["low"], curve["high"], where=band, color=colour, alpha=0.15, lw=0)
+        if method.method not in labelled:  # a method without a group mean on both axes still gets its name
+            axes.plot([], [], color=colour, label=method.method)
+            labelled.add(method.method)
+    for budget in result.budgets:
+        axes.axvline(budget, color="grey", linestyle=":", linewidth=0.8, alpha=0.6)
+    handles, labels = axes.get_legend_handles_labels()
+    handles += [Line2D([], [], color="grey", linewidth=1.8), Line2D([], [], color="grey", linewidth=1.2, linestyle=":")]
+    labels += ["mean frontier, 95% band", "(some seeds only)"]
+    if traced:
+        handles.append(Line2D([], [], color="grey", alpha=0.5, marker="x", linestyle="none"))
+        labels.append("checkpoints along training")
+    axes.legend(handles, labels, fontsize=7, loc="lower right")
+    axes.set_xlabel(result.kl.label)
+    axes.set_ylabel(result.reward.label)
+    axes.set_title(f"{result.reward.label} vs {result.kl.label}: frontiers over seeds, 95% intervals", fontsize=10)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
     return _png(figure)
-
-
-def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (KL, reward) points that no other point beats with less or equal KL and more reward, by KL."""
-    front, best = [], -math.inf
-    for kl, reward in sorted(points, key=lambda p: (p[0], -p[1])):
-        if reward > best:
-            front.append((kl, reward))
-            best = reward
-    return front
 
 
 def metric_bars(comparison: Comparison) -> bytes | None:
@@ -280,6 +305,7 @@ TITLES = {
     "proxy_vs_quality": "Proxy reward vs the quality metric (RL on a learned reward)",
     "training_curves": "Training curves",
     "cost": "Cost by stage",
+    "overoptimisation": "Over-optimisation fits (Gao et al. 2022): gold gained against sqrt(KL)",
 }
 
 

@@ -56,6 +56,10 @@ def log_comparison(report: Report, logger_config: Any) -> None:
     for check in judge_check(report.comparison):  # does a held-out judge rank the methods as the quality metric does
         if math.isfinite(check.spearman):
             summary[f"judge_check/{check.metric.key}/spearman"] = check.spearman
+    if (at_equal_kl := report.comparison.at_equal_kl) is not None:  # each method's reward at each KL budget
+        for (method, budget), at in at_equal_kl.at.items():
+            if at.summary is not None:
+                summary[f"equal_kl/{method}/at_kl_{budget:g}"] = at.summary.mean
     logger.log_comparison(
         group=sweep_identity(report)["group"],
         experiment=report.sweep.experiment,

@@ -17,6 +17,7 @@ reads that, whatever the suite is called:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import statistics
@@ -187,6 +188,7 @@ class Comparison:
     headline: list[Metric]  # the leading columns, as the suites declared them
     curves: list[Curve]  # the training curves the algorithms declared
     asked_baseline: str | None = None  # the baseline asked for (recorded with the sweep, or --baseline)
+    kl_budgets: list[float] | None = None  # the KL budgets of "At equal KL" (None: harness.report.frontier's defaults)
 
     def role(self, role: str) -> Metric | None:
         """The first headline metric with this role that some job reports (quality, divergence, proxy)."""
@@ -203,6 +205,14 @@ class Comparison:
         if base is None or group is base or metric is None:
             return None
         return paired(group.values(metric), base.values(metric), bounds=group.bounds.get(metric))
+
+    @functools.cached_property
+    def at_equal_kl(self) -> Any:
+        """Each method at the KL budgets and who leads where (harness.report.frontier.EqualKL; None without a
+        reward and a KL metric), computed once."""
+        from harness.report.frontier import equal_kl
+
+        return equal_kl(self)
 
     @property
     def baseline_group(self) -> Group | None:
@@ -224,9 +234,10 @@ class Comparison:
         return pick(means, key=means.__getitem__)
 
 
-def compare(sweep: Sweep, baseline: str | None = None) -> Comparison:
+def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] | None = None) -> Comparison:
     """The comparison of a sweep's groups against `baseline` (default: the baseline recorded with the sweep;
-    none when neither names one, or it is not a group of the sweep: then no paired differences)."""
+    none when neither names one, or it is not a group of the sweep: then no paired differences). `kl_budgets`: the
+    KLs its methods are compared at (default: those recorded with the sweep, else harness.report.frontier's)."""
     groups = sweep.groups
     for group in groups:
         _with_cost(group)
@@ -239,7 +250,14 @@ def compare(sweep: Sweep, baseline: str | None = None) -> Comparison:
         group.bounds = bounds
     present = metric_keys(groups, headline)
     return Comparison(
-        sweep, groups, asked if asked in labels else None, present, headline, declared_curves(results), asked or None
+        sweep,
+        groups,
+        asked if asked in labels else None,
+        present,
+        headline,
+        declared_curves(results),
+        asked or None,
+        kl_budgets if kl_budgets is not None else sweep.kl_budgets,
     )
 
 
@@ -346,6 +364,8 @@ def markdown_table(header: list[str], rows: list[list[Cell]]) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
+    from harness.report import frontier
+
     sweep = comparison.sweep
     header, rows = table_rows(comparison, comparison.headline, with_diff=True)
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
@@ -365,6 +385,8 @@ def to_markdown(comparison: Comparison) -> str:
         parts += ["", "### Pairwise differences", "", pairwise_caption(comparison)]
         for title, pair_header, pair_rows in tables:
             parts += ["", f"**{title}**", "", markdown_table(pair_header, pair_rows)]
+    if comparison.at_equal_kl is not None:
+        parts += ["", *frontier.to_markdown(comparison.at_equal_kl)]
     parts += ["", "### Cost (mean per job)", "", markdown_table(cost_header, cost_rows)]
     if problems := status_lines(sweep.jobs):
         parts += ["", "### Jobs without a result", "", *problems]
