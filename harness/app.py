@@ -78,7 +78,8 @@ def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
     hydra_cfg = HydraConfig.get()
     overrides = redact_overrides(hydra_cfg.overrides.task)  # they go into result.json and the W&B run
-    named = [o for o in overrides if o.split("=", 1)[0] not in ("seed", "algorithm", "experiment")]
+    # a method (conf/method/) is named by its algorithm's name, as an algorithm is
+    named = [o for o in overrides if o.split("=", 1)[0] not in ("seed", "algorithm", "experiment", "method", "+method")]
     swept = [o for o in named if is_compared(o.split("=", 1)[0])]
     name = "-".join([cfg.algorithm.name, *swept, f"seed{cfg.seed}"])
     if hydra_cfg.mode == RunMode.MULTIRUN:

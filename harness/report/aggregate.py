@@ -289,7 +289,9 @@ class Sweep:
 
     @property
     def groups(self) -> list[Group]:
-        grouping = [key for key in self.swept if key not in ("algorithm", "seed")]
+        # a method (conf/method/: an algorithm with the groups it needs, e.g. PPO-GT) names its group as an
+        # algorithm does: by the algorithm's own name, not as a setting beside it
+        grouping = [key for key in self.swept if key not in ("algorithm", "seed", "method", "+method")]
         groups: dict[tuple, Group] = {}
         for job in self.jobs:
             algorithm = job.params.get("algorithm") or job.result.get("algorithm") or "?"
