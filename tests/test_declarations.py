@@ -60,7 +60,16 @@ def test_headline_union_is_ordered_by_order_then_first_seen() -> None:
 def test_repository_suites_keep_the_reading_order() -> None:
     """config.yaml evaluates [gold, kl, diversity, win_rate]; the table still reads as it always has."""
     labels = [m.label for m in declared_headline([{"headline": suite_headline()}])]
-    assert labels == ["gold reward", "win rate", "grammatical", "KL (nats)", "proxy reward", "distinct-2"]
+    assert labels == [
+        "gold reward",
+        "win rate",
+        "grammatical",
+        "KL (nats)",
+        "proxy reward",
+        "distinct-2",
+        "distinct-2 per prompt",  # declared; measured only with eval.diversity.per_prompt (experiment=kirk)
+        "distinct-2 across prompts",
+    ]
     roles = {m.role: m.key for m in declared_headline([{"headline": suite_headline()}]) if m.role}
     assert roles == {"quality": "eval/gold/reward", "divergence": "eval/kl/seq_kl", "proxy": "eval/gold/proxy_reward"}
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from plugins.tasks.grammar import GrammarConfig, ReviewGrammar
+
+# Classes of review openings that `ood=<rule>` holds out of every alignment split, each a structural form of the
+# grammar's first clause: rule -> whether an opening's words belong to it.
+OOD_RULES: dict[str, Callable[[Sequence[str]], bool]] = {
+    "first_person": lambda words: words[0] == "i",  # "i loved the ...", "i did not ...": not "the <noun> ..."
+    "negated": lambda words: "not" in words,  # "the plot was not ...", "i did not ..."
+}
 
 
 def opening(prompt: str | Sequence[Mapping[str, str]]) -> str:
@@ -44,6 +52,13 @@ class Testbed:
     `eval_prompts` (held-out openings, drawn from their own random stream), `judge_prompts` (openings no method
     trains on, for a held-out judge's preference pairs).
 
+    `ood=<rule>` (a key of `OOD_RULES`, e.g. `first_person`): the openings of that class are held out of every split
+    alignment trains or is evaluated in distribution on (`sft`, `prompts` and so the preference pairs sampled on
+    them, `judge_prompts`, `eval_prompts`), and an `ood_prompts` split holds `num_ood_prompts` of them (Kirk et al.
+    2024's out-of-distribution test). Each split redraws an opening of the wrong class from its own stream. The
+    pretraining corpus keeps every review: out of distribution means unseen in fine-tuning, as for Kirk et al.'s
+    models, pretrained on everything. `ood=None` (the default) draws every split exactly as before.
+
     `chat=True`: the same data in conversational form, for chat models: each opening is a user message (after a
     system message, with `system_prompt`), each continuation an assistant message. Every split's draws are the
     same in both forms.
@@ -65,7 +80,12 @@ class Testbed:
         num_judge_prompts: int = 512,
         chat: bool = False,
         system_prompt: str | None = None,
+        ood: str | None = None,
+        num_ood_prompts: int = 256,
     ) -> None:
+        if ood is not None and ood not in OOD_RULES:
+            expected = f"null or one of {sorted(OOD_RULES)}"
+            raise HarnessError(f"task.ood={ood!r}: not a class of openings this testbed holds out; expected {expected}")
         self.name = name
         self.seed = seed
         self.grammar = ReviewGrammar(GrammarConfig(**(grammar or {})))
@@ -76,7 +96,9 @@ class Testbed:
             "prompts": num_prompts,
             "eval_prompts": num_eval_prompts,
             "judge_prompts": num_judge_prompts,
+            **({"ood_prompts": num_ood_prompts} if ood is not None else {}),
         }
+        self.ood = ood
         self.chat = chat
         self.system_prompt = system_prompt
         self.prompt_words = (prompt_min_words, prompt_max_words)
@@ -129,8 +151,17 @@ class Testbed:
         # One stream per split: growing one split never changes another (eval prompts stay fixed).
         return random.Random(f"{self.seed}/{split}")
 
-    def _prompt(self, rng: random.Random) -> list[str]:
-        return self.grammar.sample_prompt(rng, *self.prompt_words)
+    def is_ood(self, opening: str | Sequence[str]) -> bool:
+        """Whether an opening (text or words) is of the class `ood` holds out (False with `ood=None`)."""
+        words = opening.split() if isinstance(opening, str) else list(opening)
+        return self.ood is not None and bool(words) and OOD_RULES[self.ood](words)
+
+    def _prompt(self, rng: random.Random, ood: bool = False) -> list[str]:
+        """An opening; with `ood` set, one of its class (`ood=True`) or not (False), redrawn from the same stream."""
+        prompt = self.grammar.sample_prompt(rng, *self.prompt_words)
+        while self.ood is not None and self.is_ood(prompt) != ood:
+            prompt = self.grammar.sample_prompt(rng, *self.prompt_words)
+        return prompt
 
     def _reviews(self, split: str) -> list[list[str]]:
         rng = self._rng(split)
@@ -138,7 +169,8 @@ class Testbed:
 
     def _prompts(self, split: str) -> list[str]:
         rng = self._rng(split)
-        return [" ".join(self._prompt(rng)) for _ in range(self.sizes[split])]
+        ood = split == "ood_prompts"
+        return [" ".join(self._prompt(rng, ood)) for _ in range(self.sizes[split])]
 
     def build_datasets(self, out_dir: Path) -> dict[str, Any]:
         from datasets import Dataset, DatasetDict
@@ -151,7 +183,8 @@ class Testbed:
             prompt = self._prompt(sft_rng)
             review = grammar.sample(sft_rng, mood="positive", prefix=prompt)
             sft.append({"prompt": " ".join(prompt), "completion": " ".join(review[len(prompt) :])})
-        prompts = {split: self._prompts(split) for split in ("prompts", "eval_prompts", "judge_prompts")}
+        prompt_splits = ("prompts", "eval_prompts", "judge_prompts", *(("ood_prompts",) if self.ood else ()))
+        prompts = {split: self._prompts(split) for split in prompt_splits}
         sft_rows = [{"prompt": self._form(r["prompt"]), "completion": self._reply(r["completion"])} for r in sft]
         splits = DatasetDict(
             {
