@@ -270,9 +270,12 @@ def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str,
 
 
 def check_num_prompts(cfg: DictConfig, run: Run) -> None:
-    """`generation.num_prompts` beyond the task's evaluation prompts would quietly evaluate fewer: refuse it."""
+    """`generation.num_prompts` beyond the task's evaluation prompts would quietly evaluate fewer: refuse it. Under
+    debug=smoke its 32 is a cap on the budget, not a request (a small task has fewer), unless the user set it."""
     limit = cfg.generation.num_prompts
     if limit is None:
+        return
+    if cfg.get("smoke") and not _overridden("generation.num_prompts"):
         return
     from datasets import load_from_disk
 
@@ -282,6 +285,15 @@ def check_num_prompts(cfg: DictConfig, run: Run) -> None:
             f"generation.num_prompts={limit}: more than the {available} evaluation prompts of task "
             f"{cfg.task.name!r}; expected at most {available} (or null: all of them)"
         )
+
+
+def _overridden(key: str) -> bool:
+    """Whether the user set `key` on the command line (or a sweep did)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return True
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
 
 
 def check_kl_budget(cfg: DictConfig) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from harness.chat import render_plain
 from harness.errors import HarnessError
+from harness.runner import build_plugin
 from plugins.tasks.hf_preferences import HFPreferences
 
 REPO = Path(__file__).resolve().parent.parent
@@ -367,13 +368,12 @@ def test_no_exact_judge() -> None:
 
 
 def test_yaml_instantiates_with_exactly_its_keys(compose) -> None:
-    from hydra.utils import instantiate
 
     from harness.app import apply_smoke
 
     cfg = compose(["task=hf_preferences", "task.path=data/prefs.jsonl", "debug=smoke"])
     apply_smoke(cfg)
-    task = instantiate(cfg.task, _convert_="all")
+    task = build_plugin(cfg.task)
     assert isinstance(task, HFPreferences)
     assert (task.path, task.split, task.max_examples, task.eval_fraction) == ("data/prefs.jsonl", "train", 2000, 0.05)
     assert (task.judge_fraction, task.transcripts_as_messages) == (0.1, False)

@@ -13,6 +13,7 @@ import pytest
 
 from harness.chat import ROLES, render_plain
 from harness.errors import HarnessError
+from harness.runner import build_plugin
 
 HUB = {
     "ultrafeedback": ("HuggingFaceH4/ultrafeedback_binarized", "train_prefs", "HFPreferences"),
@@ -37,7 +38,6 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def build(compose, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """`build(task, path, *overrides)` -> the splits `harness task=<task> task.path=<path> <overrides>` writes."""
     from datasets import load_from_disk
-    from hydra.utils import instantiate
 
     from harness.app import apply_smoke
 
@@ -46,7 +46,7 @@ def build(compose, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         apply_smoke(cfg)  # as the CLI does: without debug=smoke, it drops the `smoke:` blocks
         out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
         out.mkdir()
-        instantiate(cfg.task, _convert_="all").build_datasets(out)
+        build_plugin(cfg.task).build_datasets(out)
         return load_from_disk(str(out))
 
     yield run
@@ -100,7 +100,6 @@ def assert_never_trained_on(splits: Any, training: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("task", list(HUB))
 def test_config_loads_its_hub_dataset_by_default(compose, task: str) -> None:
-    from hydra.utils import instantiate
 
     from harness.app import apply_smoke
 
@@ -109,21 +108,20 @@ def test_config_loads_its_hub_dataset_by_default(compose, task: str) -> None:
     assert {"_target_", "name", "path", "split", "columns", "eval_fraction", "max_examples", "seed"} <= set(cfg.task)
     assert cfg.task.smoke.max_examples == 2000
     apply_smoke(cfg)
-    built = instantiate(cfg.task, _convert_="all")
+    built = build_plugin(cfg.task)
     assert type(built).__name__ == class_name
     assert (built.name, built.path, built.split, built.max_examples, built.seed) == (task, hub_name, split, 2000, 0)
     assert built.fingerprint() is None  # a Hub name: the config itself is the cache key
 
 
 def test_hh_rlhf_parses_transcripts_and_hf_preferences_keeps_text(compose) -> None:
-    from hydra.utils import instantiate
 
     from harness.app import apply_smoke
 
     def task(*overrides: str) -> Any:
         cfg = compose(list(overrides))
         apply_smoke(cfg)
-        return instantiate(cfg.task, _convert_="all")
+        return build_plugin(cfg.task)
 
     hh = task("task=hh_rlhf")
     assert hh.transcripts_as_messages is True and hh.columns["prompt"] is None

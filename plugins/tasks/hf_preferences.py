@@ -37,6 +37,8 @@ ASSISTANT = "Assistant:"
 HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")
 HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 NO_PROMPT = object()  # the prompt of a row in a dataset without a prompt column
+# What loaders say when a split has no rows (the second: Arrow's parquet reader, on a file of zero rows).
+NO_DATA = ("corresponds to no data", "BatchSize must be greater than 0")
 
 Prompt = str | list[dict[str, str]]
 
@@ -56,6 +58,24 @@ def reason(error: BaseException) -> str:
 def short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def local_kind(path: Path) -> str | None:
+    """`file`, `dir`, or None: nothing there, or a name the system cannot look up (too long, say)."""
+    try:
+        return "file" if path.is_file() else "dir" if path.is_dir() else None
+    except OSError:
+        return None
+
+
+def first_not_utf8(values: Any) -> int:
+    """The first row of an Arrow column whose text is not UTF-8 (Arrow's JSON reader keeps such bytes unchecked)."""
+    for row in range(len(values)):
+        try:
+            values.slice(row, 1).to_pylist()
+        except UnicodeDecodeError:
+            return row
+    return 0
 
 
 def form(prompt: Prompt) -> str:
@@ -163,8 +183,10 @@ class HFDataTask:
     def fingerprint(self) -> dict[str, Any] | None:
         """Where the local data is and which version of it: part of the data stage's cache key, so an edited
         file or the same relative path read from another directory never reuses stale datasets."""
+        if not isinstance(self.path, str) or not self.path.strip():
+            return None  # not a path: `build_datasets` says so in one line
         local = Path(self.path).expanduser()
-        if not local.exists():
+        if local_kind(local) is None:
             return None  # a Hub name: the name (and revision) in the config identify it
         files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
         return {
@@ -187,7 +209,9 @@ class HFDataTask:
             raise HarnessError(f"{self._where}: the dataset is empty (split {self.split!r} has 0 rows)")
         examples = self._examples(dataset)
         splits = DatasetDict(self.splits(examples))
-        splits.save_to_disk(str(out_dir))
+        # an empty split (hf_unpaired's sft, when no training row is desirable) gets one empty shard: `datasets`
+        # writes none otherwise, and cannot load the stage back
+        splits.save_to_disk(str(out_dir), num_shards={name: 1 for name, split in splits.items() if len(split) == 0})
         words = [len(text.split()) for text in self.texts(examples)]
         return {
             "rows": len(examples),
@@ -241,7 +265,7 @@ class HFDataTask:
 
     @property
     def _source(self) -> str:
-        return "file" if Path(self.path).expanduser().is_file() else "dataset"
+        return "file" if local_kind(Path(self.path).expanduser()) == "file" else "dataset"
 
     def _check_settings(self) -> None:
         unknown = sorted(set(self.columns) - set(self.fields))
@@ -255,17 +279,24 @@ class HFDataTask:
                 raise HarnessError(f"task.columns.{field}={column!r}: expected a column name")
         if not isinstance(self.path, str) or not self.path.strip():
             raise HarnessError(f"{self._where}: expected a Hub dataset name or a local file or directory")
+        if not isinstance(self.split, str) or not self.split.strip():
+            raise HarnessError(f"task.split={self.split!r}: expected a split name such as 'train'")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise HarnessError(f"task.seed={self.seed!r}: expected an integer")
         if not isinstance(self.eval_fraction, int | float) or not 0 < self.eval_fraction < 1:
             raise HarnessError(f"task.eval_fraction={self.eval_fraction!r}: expected a fraction between 0 and 1")
-        if self.max_examples is not None and (not isinstance(self.max_examples, int) or self.max_examples < 1):
+        if self.max_examples is not None and (
+            not isinstance(self.max_examples, int) or isinstance(self.max_examples, bool) or self.max_examples < 1
+        ):
             raise HarnessError(f"task.max_examples={self.max_examples!r}: expected a positive integer or null")
 
     # -- loading --------------------------------------------------------------------------------------------
     def _load(self) -> Any:
         local = Path(self.path).expanduser()
-        if local.is_file():
+        kind = local_kind(local)
+        if kind == "file":
             return self._load_file(local)
-        if local.is_dir():
+        if kind == "dir":
             return self._load_directory(local)
         if local.suffix.lower() in BUILDERS:
             raise HarnessError(f"{self._where}: no such file")
@@ -300,6 +331,8 @@ class HFDataTask:
                 return load_dataset(str(local), self.subset, split=self.split)
             except Exception as error:
                 raise self._load_error(error, "could not be loaded as a dataset directory") from None
+        except Exception as error:  # a `save_to_disk` directory whose files are damaged
+            raise self._load_error(error, "could not be loaded as a saved dataset (save_to_disk)") from None
         self._no_subset()
         if isinstance(saved, DatasetDict):
             if self.split not in saved:
@@ -324,7 +357,7 @@ class HFDataTask:
             return HarnessError(
                 f"task.split={self.split!r} does not exist in {self._where}; it has {unknown_split.group(1)}"
             )
-        if "corresponds to no data" in message or isinstance(error, StopIteration):
+        if any(sign in message for sign in NO_DATA) or isinstance(error, StopIteration):
             return HarnessError(f"{self._where}: the dataset is empty (split {self.split!r} has 0 rows)")
         return HarnessError(f"{self._where}: {what}: {message}")
 
@@ -349,7 +382,7 @@ class HFDataTask:
                 )
         count = len(dataset)
         values = {
-            field: [NO_PROMPT] * count if field == "prompt" and implicit_prompt else list(dataset[self.columns[field]])
+            field: [NO_PROMPT] * count if field == "prompt" and implicit_prompt else self._column(dataset, field)
             for field in self.fields
         }
         examples = []
@@ -357,12 +390,25 @@ class HFDataTask:
             row = {field: values[field][i] for field in self.fields}
             example = self.example(i, row)
             if examples and form(example["prompt"]) != form(examples[0]["prompt"]):
+                # without a prompt column, the completions' form decides the prompt's
+                sources = self.completion_fields if implicit_prompt else ("prompt",)
+                columns = " and ".join(repr(self.columns[field]) for field in sources)
                 raise HarnessError(
-                    f"{self._where}: row {i} is {form(example['prompt'])} and row 0 is {form(examples[0]['prompt'])}; "
-                    "expected every row in one form (a column holds one type)"
+                    f"{self._where}: row {i} is {form(example['prompt'])} and row 0 is {form(examples[0]['prompt'])} "
+                    f"in {columns}; expected every row in one form (a column holds one type)"
                 )
             examples.append(example)
         return examples
+
+    def _column(self, dataset: Any, field: str) -> list[Any]:
+        column = self.columns[field]
+        try:
+            return list(dataset[column])
+        except UnicodeDecodeError:
+            row = first_not_utf8(dataset.data.column(column))
+            raise HarnessError(
+                f"{self._where}: row {row}, column {column!r} is not UTF-8 text; expected the {self._source} in UTF-8"
+            ) from None
 
     def example(self, i: int, row: Mapping[str, Any]) -> dict[str, Any]:
         """One row as {prompt, completions...}; a subclass adds its other fields."""

@@ -43,6 +43,11 @@ class HFUnpaired(HFDataTask):
         train, evaluation, _ = self.held_out(examples)
         kind = form(examples[0]["prompt"])
         desirable = [{"prompt": e["prompt"], "completion": e["completion"]} for e in train if e["label"]]
+        if not desirable:
+            raise HarnessError(
+                f"{self._where}: none of the {len(train)} training rows is desirable (column "
+                f"{self.columns['label']!r} true); expected some, for the sft split every method starts from"
+            )
         return {
             "unpaired": table(train, {"prompt": kind, "completion": kind, "label": "bool"}),
             "sft": table(desirable, {"prompt": kind, "completion": kind}),
