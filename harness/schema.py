@@ -118,8 +118,9 @@ class HarnessConfig:
     # torch threads while the base model is built (None: cpu_threads)
     base_model_threads: int | None = field(default=None, metadata=allowed("[1, inf)"))
     smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
-    # beta of the KL-regularised objective r - beta KL(policy || SFT), one knob for every algorithm that has it:
-    # DPO/IPO `beta`, PPO `kl_coef`, GRPO/RLOO `beta`. None: each algorithm's own default. Sweep it to trace
+    # beta of the KL-regularised objective r - beta KL(policy || SFT), KL summed over a completion's tokens, one knob
+    # for every algorithm that has it; each trainer's own knob (DPO/IPO/KTO `beta`, PPO `kl_coef`, GRPO/RLOO `beta`)
+    # is derived from it as the algorithm's YAML declares. None: each algorithm's own default. Sweep it to trace
     # reward-vs-KL frontiers on one axis (experiment=frontier).
     kl_beta: float | None = field(default=None, metadata=allowed("(0, inf)"))
 

@@ -11,6 +11,7 @@ A method that TRL trains is a YAML file and nothing else (HALOs' habit: one conf
     data: unpaired                     # what it eats (below)
     init: ${sft}                       # the policy it starts from (null: the base model)
     reference_model: true              # hand the trainer a frozen copy of the starting policy
+    kl_knob: {field: beta, kind: sequence, kl_beta: "${kl_beta}"}   # the trainer's KL coefficient, its units
 
 `data` is one of
 - `demonstrations`: the task's `sft` split (`prompt`, `completion`);
@@ -20,6 +21,11 @@ A method that TRL trains is a YAML file and nothing else (HALOs' habit: one conf
   each, so it sees exactly the preference methods' completions);
 - `prompts`: the task's `prompts` split; the trainer samples completions and is rewarded by the run's `reward=`
   (`reward_funcs`), less `missing_eos_penalty` for a completion cut off before EOS.
+
+`kl_knob` says which trainer field is the KL coefficient and what it multiplies (plugins/algorithms/kl.py, the one
+place that converts the shared `kl_beta` into it). The YAML sets that field to `${default:${kl_beta},<own>}`; with
+kl_beta set, a conversion that needs a measurement (GRPO's reward scale, IPO's completion length) replaces it when
+the stage is built, and the stage records what it measured and the value the trainer got (`kl_beta/*`).
 
 The trainer is wrapped, never subclassed (harness.training.fit): the harness owns the output folder, the seed,
 logging and checkpoints; everything else is the trainer's own config.
@@ -42,6 +48,7 @@ from harness.errors import HarnessError
 from harness.guards import check_rewards, prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, Run, StageOutput
 from harness.schema import plain
+from plugins.algorithms import kl
 
 DATA_KINDS = ("demonstrations", "preferences", "unpaired", "prompts")
 
@@ -128,6 +135,7 @@ class TRLMethod:
         pairs_from: Any = None,
         missing_eos_penalty: float = 0.0,
         logged: Sequence[str] = ("loss",),
+        kl_knob: Mapping[str, Any] | None = None,
     ) -> None:
         if data not in DATA_KINDS:
             raise HarnessError(f"algorithm.data={data!r}: expected one of {', '.join(DATA_KINDS)}")
@@ -140,6 +148,30 @@ class TRLMethod:
         self.pairs_from = pairs_from  # who samples the preference pairs (default: the starting policy)
         self.missing_eos_penalty = missing_eos_penalty
         self.logged = list(logged)
+        self.kl_knob = self._check_kl_knob(dict(kl_knob)) if kl_knob else None
+
+    def _check_kl_knob(self, knob: dict[str, Any]) -> dict[str, Any]:
+        """`{field, kind, kl_beta}`, the field present and holding kl_beta when kl_beta is set: a trainer field set
+        by hand beside kl_beta would be silently overwritten, so it is refused instead."""
+        field, kind = knob.get("field"), kl.check_kind(knob.get("kind", ""))
+        if field not in self.trainer:
+            raise HarnessError(f"algorithm.kl_knob.field={field!r}: not a field under algorithm.trainer; expected beta")
+        kl_beta = knob.get("kl_beta")
+        value = self.trainer[field]
+        values = list(value) if isinstance(value, list | tuple) else [value]  # online DPO: one beta per epoch
+        if kl_beta is not None and any(float(v) != float(kl_beta) for v in values):
+            raise HarnessError(
+                f"algorithm.trainer.{field}={value} with kl_beta={kl_beta}: kl_beta sets {field} (its {kind} "
+                f"conversion, plugins/algorithms/kl.py); expected one of the two"
+            )
+        return {"field": field, "kind": kind, "kl_beta": kl_beta}
+
+    def _kl_measurement(self) -> str | None:
+        """What converting kl_beta into the trainer's knob must measure when the stage is built (None: nothing, the
+        YAML's `${default:${kl_beta},...}` already holds the native value)."""
+        if self.kl_knob is None or self.kl_knob["kl_beta"] is None:
+            return None
+        return kl.measurement(self.kl_knob["kind"], self.trainer)
 
     # -- the stage --------------------------------------------------------------------------------------
     def start(self, run: Run) -> StageOutput:
@@ -179,6 +211,8 @@ class TRLMethod:
             config["peft"] = peft.stage_config()
         if snapshot_count:  # likewise: the policy along training (harness.snapshots)
             config["snapshots"] = snapshot_count
+        if self._kl_measurement() is not None:  # likewise: trainer.<field> holds kl_beta, converted when built
+            config["kl_knob"] = self.kl_knob
         inputs = {"start": start}
         reward = None
         if self.data == "demonstrations":
@@ -229,6 +263,7 @@ class TRLMethod:
         tokenizer = AutoTokenizer.from_pretrained(start.path)
         model, kwargs = self.load_start(start.path, peft)
         facts: dict[str, Any] = {}
+        fields = dict(self.trainer)
         if self.data == "demonstrations":
             kwargs["train_dataset"] = run.load_split("sft")
         elif self.data == "unpaired" and "preferences" not in inputs:  # the task's own unpaired split
@@ -239,14 +274,30 @@ class TRLMethod:
             pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
             kwargs["train_dataset"] = pairs if self.data == "preferences" else unpaired(pairs)
             facts["pairs"] = len(pairs)
+            if self._kl_measurement() == "completion_tokens":
+                completions = [*pairs["chosen"], *pairs["rejected"]]
+                facts["kl_beta/completion_tokens"] = kl.mean_completion_tokens(completions, tokenizer)
         else:
             assert reward is not None
             kwargs["reward_funcs"] = as_trl_reward(reward, tokenizer.eos_token_id, self.missing_eos_penalty)
             kwargs["train_dataset"] = self._prompts_that_fit(run, model, tokenizer)
+            if self._kl_measurement() == "reward_std":
+                facts["kl_beta/reward_std"] = self._measure_reward_std(run, model, tokenizer, kwargs)
+        if self._kl_measurement() is not None:
+            assert self.kl_knob is not None
+            native = kl.native_beta(
+                self.kl_knob["kind"],
+                float(self.kl_knob["kl_beta"]),
+                self.trainer,
+                reward_std=facts.get("kl_beta/reward_std"),
+                completion_tokens=facts.get("kl_beta/completion_tokens"),
+            )
+            fields[self.kl_knob["field"]] = native
+            facts["kl_beta/native"] = native
         fitted = fit(
             trainer_cls,
             config_class(trainer_cls, "algorithm.trainer_class"),
-            self.trainer,
+            fields,
             run=run,
             model=model,
             tokenizer=tokenizer,
@@ -259,6 +310,18 @@ class TRLMethod:
             adapters.record_start(out_dir, start.path)
         trainable, total = adapters.trainable_parameters(model)  # the trainer wrapped `model` in place (LoRA)
         return {**fitted.summary(*self.logged), **facts, "trainable_parameters": trainable, "total_parameters": total}
+
+    def _measure_reward_std(self, run: Run, model: Any, tokenizer: Any, kwargs: Mapping[str, Any]) -> float:
+        """sigma of kl.native_beta: the starting policy's reward spread on a seeded draw of the training prompts,
+        scored as the trainer will score them; the tokenizer's padding sides are left as the trainer expects."""
+        prompts = kwargs["train_dataset"].shuffle(seed=run.seed)["prompt"]
+        if run.device != "cpu" and getattr(model, "hf_device_map", None) is None:
+            model.to(run.device)  # where the trainer puts it anyway; sampled there, not on the CPU
+        sides = tokenizer.padding_side, tokenizer.truncation_side
+        try:
+            return kl.measure_reward_std(model, tokenizer, prompts, kwargs["reward_funcs"], self.trainer, run.seed)
+        finally:
+            tokenizer.padding_side, tokenizer.truncation_side = sides
 
     def load_start(self, path: Path, peft: adapters.PeftSettings | None) -> tuple[Any, dict[str, Any]]:
         """The starting policy as the trainer takes it, and the trainer's model arguments: a frozen copy of the start
