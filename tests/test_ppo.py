@@ -14,7 +14,7 @@ import torch
 from conftest import results_by_algorithm, run_harness
 
 from harness.errors import HarnessError
-from plugins.algorithms.ppo import PPO, PPOConfig, load_config
+from plugins.algorithms.ppo import PPO, PPOConfig, check_reference, load_config, stage_trainer
 
 # The budget of tests/test_pipeline.py, a little smaller: SFT only has to be a fair starting point here.
 BUDGET = [
@@ -174,6 +174,8 @@ def test_hydra_builds_the_sft_algorithm_ppo_starts_from(compose) -> None:
             {"advantage_estimator": "reinforce++", "gamma": 0.99},
             "algorithm.trainer.gamma=0.99: REINFORCE++ sums undiscounted rewards to go",
         ),
+        ({"ref_ema": 1.0}, "algorithm.trainer.ref_ema=1.0: out of range; expected a value in [0, 1)"),
+        ({"normalize_advantages": 0}, "algorithm.trainer.normalize_advantages=0: expected true or false"),
     ],
 )
 def test_bad_settings_are_one_line_errors_naming_the_key(fields: dict, message: str) -> None:
@@ -187,6 +189,46 @@ def test_settings_are_checked_when_training_starts_not_when_hydra_builds() -> No
     ppo = PPO(trainer={"lerning_rate": 1e-4})  # Hydra would wrap an error raised here
     with pytest.raises(HarnessError, match="lerning_rate"):
         ppo.train(run=None)  # checked before the run is touched
+
+
+def test_settings_added_later_stay_out_of_the_stage_key_at_their_defaults() -> None:
+    """ref_ema and normalize_advantages came after PPO stages (and the README's numbers) were cached: at the values
+    that do what PPO did before them, the stage key is the one it always was; any other value is part of it."""
+    before = {
+        "total_episodes", "batch_size", "num_minibatches", "ppo_epochs", "learning_rate", "adam_eps",
+        "weight_decay", "max_grad_norm", "response_length", "temperature", "missing_eos_penalty", "kl_coef",
+        "kl_estimator", "adaptive_kl", "target_kl", "kl_horizon", "whiten_rewards", "advantage_estimator", "gamma",
+        "gae_lambda", "clip_coef", "cliprange_value", "vf_coef", "cpu_threads",
+    }  # fmt: skip
+    assert set(stage_trainer(PPOConfig())) == before
+    assert stage_trainer(PPOConfig()) == {k: v for k, v in dataclasses.asdict(PPOConfig()).items() if k in before}
+    ablated = stage_trainer(PPOConfig(ref_ema=0.0, normalize_advantages=False))
+    assert ablated["ref_ema"] == 0.0 and ablated["normalize_advantages"] is False
+    assert set(ablated) == before | {"ref_ema", "normalize_advantages"}
+
+
+def test_an_ema_reference_with_lora_is_one_line() -> None:
+    """With peft=lora the reference is the policy's own frozen base: nothing of its own to move."""
+    check_reference(PPOConfig(ref_ema=0.99), None)
+    check_reference(PPOConfig(), object())
+    with pytest.raises(HarnessError) as error:
+        check_reference(PPOConfig(ref_ema=0.99), object())
+    assert str(error.value).startswith("algorithm.trainer.ref_ema=0.99: an EMA reference needs its own copy")
+    assert "\n" not in str(error.value)
+
+
+def test_a_batch_larger_than_the_prompts_is_one_line_not_a_hang() -> None:
+    """Batches come from seeded shuffles of the prompts, the incomplete last one dropped: 5 prompts in batches of 2
+    give 2 per pass, every prompt at most once per pass. 6 in batches of 8 would never give one (a debug=smoke task
+    has 64 RL prompts; experiment=xu's large batch is 256): refused when training starts."""
+    from plugins.algorithms.ppo import prompt_batches
+
+    batches = prompt_batches(list("abcde"), 2, seed=0)
+    first_pass = [*next(batches), *next(batches)]
+    assert len(first_pass) == len(set(first_pass)) == 4
+    with pytest.raises(HarnessError) as error:
+        prompt_batches(list("abcdef"), 8, seed=0)
+    assert str(error.value) == "algorithm.trainer.batch_size=8: more than the task's 6 RL prompts; expected at most 6"
 
 
 def test_valid_settings_are_converted() -> None:
@@ -277,3 +319,84 @@ def test_reinforce_pp_checkpoints_hold_no_value_model_and_resume_exactly(reinfor
     resumed = load_file(out_dir / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[key], uninterrupted[key]) for key in resumed)
+
+
+# --- the EMA reference (Xu et al. 2024): training's reference moves, the evaluation's stays SFT ----------------
+
+
+@pytest.fixture(scope="module")
+def ema_run(reinforce_pp_sweep) -> dict:
+    """PPO with ref_ema 0 (the reference becomes the policy after every update) on the smoke SFT stage above."""
+    root = reinforce_pp_sweep["sft"]["dir"].parents[1]
+    result = run_harness(
+        "debug=smoke", "reward=gold", "eval=[gold,kl]", "cpu_threads=1", f"results_dir={root}",
+        "algorithm=ppo", "algorithm.trainer.ref_ema=0.0", *REINFORCE_PP,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return results_by_algorithm(root / "runs")["ppo"]
+
+
+@pytest.mark.slow
+def test_an_ema_reference_is_trained_against_and_sft_is_evaluated_against(ema_run) -> None:
+    """ref_ema 0: each rollout's reference is the very policy that sampled it, so the training KL is 0 at every
+    update (no penalty holds the policy back). The evaluation still measures KL to SFT, as for every method: the
+    policy has moved from there. The setting is in the stage's key, so no cached PPO stage of another is reused."""
+    assert ema_run["status"] == "complete"
+    stage = Path(ema_run["stages"]["ppo"]["path"])
+    assert json.loads((stage / "stage.json").read_text())["config"]["trainer"]["ref_ema"] == 0.0
+    history = [json.loads(line) for line in (stage / "log_history.jsonl").read_text().splitlines()]
+    assert len(history) == 1536 // 32 and all(abs(row["objective/kl"]) < 1e-4 for row in history)
+    assert ema_run["metrics"]["eval/kl/seq_kl"] > 0.1
+    assert ema_run["metrics"]["train/params_changed"] == 1.0
+
+
+@pytest.mark.slow
+def test_the_ema_reference_is_checkpointed_and_resumes_exactly(reinforce_pp_sweep, tmp_path, monkeypatch) -> None:
+    """train_ppo with ref_ema 0.5: 2 updates, a checkpoint after the first. Its reference is 0.5 SFT + 0.5 the
+    policy of update 1, weight by weight; resuming from it ends on the very weights of the uninterrupted run (a
+    reference restarted from SFT would not). ref_ema None: the reference is never updated and not checkpointed."""
+    from datasets import load_from_disk
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    import plugins.algorithms.ppo as ppo
+    from harness.protocols import Reward
+    from harness.training import MetricsRecorder
+
+    stages = reinforce_pp_sweep["reinforce_pp"]["stages"]
+    sft_path = Path(stages["sft"]["path"])
+    prompts = list(load_from_disk(stages["data"]["path"])["prompts"]["prompt"])
+    words = Reward("words", lambda _, completions: [min(len(c.split()), 8) / 8 for c in completions], is_gold=True)
+
+    class Silent:
+        def log(self, *_: object, **__: object) -> None: ...
+
+    def train(out_dir: Path, **fields: object) -> dict:
+        config = load_config({"total_episodes": 32, "batch_size": 16, "save_every": 1, **fields})
+        recorder = MetricsRecorder(Silent(), "train", out_dir / "log_history.jsonl")
+        return ppo.train_ppo(config, sft_path=sft_path, reward=words, prompts=prompts, out_dir=out_dir,
+                             recorder=recorder, device="cpu", seed=0)  # fmt: skip
+
+    out_dir = tmp_path / "ema"
+    train(out_dir, ref_ema=0.5)
+    uninterrupted = load_file(out_dir / "model.safetensors")
+    state_dir = out_dir / "checkpoints" / "ppo-rank0"
+    files = ["policy.safetensors", "reference.safetensors", "state.pt", "value.safetensors"]
+    assert sorted(p.name for p in state_dir.iterdir()) == files
+    policy, reference = load_file(state_dir / "policy.safetensors"), load_file(state_dir / "reference.safetensors")
+    sft = AutoModelForCausalLM.from_pretrained(sft_path).state_dict()  # by every name (tied weights: both)
+    assert reference.keys() == policy.keys() and reference.keys() <= sft.keys()
+    for key in reference:
+        torch.testing.assert_close(reference[key], 0.5 * sft[key] + 0.5 * policy[key], rtol=0, atol=1e-6)
+    assert any(not torch.equal(reference[key], sft[key]) for key in reference)  # it moved
+
+    assert train(out_dir, ref_ema=0.5)["resumed_from_step"] == 1
+    resumed = load_file(out_dir / "model.safetensors")
+    assert all(torch.equal(resumed[key], uninterrupted[key]) for key in uninterrupted)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the reference moved without ref_ema")
+
+    monkeypatch.setattr(ppo, "update_reference", refuse)
+    train(tmp_path / "fixed")
+    assert "reference.safetensors" not in {p.name for p in (tmp_path / "fixed/checkpoints/ppo-rank0").iterdir()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 from plugins.algorithms.ppo import (
     KLController,
+    PPOConfig,
+    advantages_and_returns,
     apply_missing_eos_penalty,
     entropy_from_logits,
     explained_variance,
@@ -26,6 +29,7 @@ from plugins.algorithms.ppo import (
     sample_responses,
     score_positions,
     truncate_after_eos,
+    update_reference,
     value_loss,
 )
 
@@ -77,9 +81,10 @@ def test_the_score_is_paid_at_the_last_real_token() -> None:
 
 
 def test_a_response_without_eos_gets_the_penalty() -> None:
-    """Scores [0.9, 0.8, 0.5], only the second lacks EOS: with penalty 1 it scores -1; None turns it off."""
+    """Scores [0.9, 0.8, 0.5], only the second lacks EOS: penalty 1 is subtracted from it (0.8 - 1 = -0.2), as
+    TRL's online trainers do; None turns it off."""
     scores, contains_eos = torch.tensor([0.9, 0.8, 0.5]), torch.tensor([True, False, True])
-    close(apply_missing_eos_penalty(scores, contains_eos, 1.0), [0.9, -1.0, 0.5])
+    close(apply_missing_eos_penalty(scores, contains_eos, 1.0), [0.9, -0.2, 0.5])
     close(apply_missing_eos_penalty(scores, contains_eos, None), [0.9, 0.8, 0.5])
 
 
@@ -216,6 +221,72 @@ def test_global_whitening_on_one_process_is_masked_whitening() -> None:
     values = torch.randn(6, 9, generator=generator) * 3 + 1
     mask = torch.rand(6, 9, generator=generator) > 0.3
     close(global_masked_whiten(values, mask), (masked_whiten(values, mask) * mask).tolist(), atol=1e-5)
+
+
+# --- advantage normalisation on and off (Xu et al. 2024), for both estimators ------------------------------
+
+# Two responses, rewards [0, 1] and [3 | 7 on padding], values 0, gamma = lambda = 1: each token's advantage is its
+# rewards to go, [1, 1] and [3 | 0], and so is its return.
+REWARDS = torch.tensor([[0.0, 1.0], [3.0, 7.0]])
+VALUES = torch.zeros(2, 2)
+MASK = torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
+
+
+@pytest.mark.parametrize("estimator", ["gae", "reinforce++"])
+def test_advantages_without_normalisation_are_the_raw_ones(estimator: str) -> None:
+    """normalize_advantages=False: A = [[1, 1], [3, 0]] as computed, GAE's (values 0) and REINFORCE++'s alike.
+    On (the default): mean 5/3 over the 3 real tokens, variance ((2/3)^2 + (2/3)^2 + (4/3)^2) / (3 - 1) = 4/3
+    (Bessel), std 1.1547: [[-0.57735, -0.57735], [1.1547, 0]]. The returns (the critic's targets) are never
+    whitened."""
+    values = VALUES if estimator == "gae" else None
+    config = PPOConfig(advantage_estimator=estimator, gae_lambda=1.0)
+    raw, raw_returns = advantages_and_returns(
+        REWARDS, values, MASK, dataclasses.replace(config, normalize_advantages=False)
+    )
+    close(raw, [[1.0, 1.0], [3.0, 0.0]])
+    close(raw_returns, [[1.0, 1.0], [3.0, 0.0]])
+    whitened, returns = advantages_and_returns(REWARDS, values, MASK, config)
+    third = 1 / math.sqrt(3)
+    close(whitened, [[-third, -third], [2 * third, 0.0]], atol=1e-5)
+    close(returns, raw_returns)
+
+
+def test_default_advantages_are_bit_for_bit_what_ppo_always_computed() -> None:
+    """The default must keep every cached PPO stage's numbers: GAE, then masked_whiten * mask, exactly."""
+    generator = torch.Generator().manual_seed(0)
+    rewards, values = torch.randn(5, 7, generator=generator), torch.randn(5, 7, generator=generator)
+    mask = torch.rand(5, 7, generator=generator) > 0.3
+    advantages, returns = advantages_and_returns(rewards, values, mask, PPOConfig())
+    expected, expected_returns = gae(rewards, values, mask, 1.0, 0.95)
+    assert torch.equal(advantages, masked_whiten(expected, mask) * mask)
+    assert torch.equal(returns, expected_returns)
+    reinforce, _ = advantages_and_returns(rewards, None, mask, PPOConfig(advantage_estimator="reinforce++"))
+    assert torch.equal(reinforce, global_masked_whiten(reinforce_returns(rewards, mask), mask))
+
+
+# --- the EMA reference (Xu et al. 2024) -------------------------------------------------------------------
+
+
+def test_the_ema_reference_moves_one_minus_ema_of_the_way_to_the_policy_per_update() -> None:
+    """ref_ema 0.75, reference weights 0, policy weights 1 (and bias -2): after one update the reference is
+    0.75 * 0 + 0.25 * 1 = 0.25 (bias -0.5); after a second, 0.75 * 0.25 + 0.25 = 0.4375 = 1 - 0.75^2 (bias
+    -0.875). Exact in binary floating point. The policy is not touched; ref_ema 0 copies it."""
+    reference, policy = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        reference.weight.fill_(0.0), reference.bias.fill_(0.0)
+        policy.weight.fill_(1.0), policy.bias.fill_(-2.0)
+    update_reference(reference, policy, 0.75)
+    assert reference.weight.tolist() == [[0.25, 0.25]] and reference.bias.tolist() == [-0.5]
+    update_reference(reference, policy, 0.75)
+    assert reference.weight.tolist() == [[0.4375, 0.4375]] and reference.bias.tolist() == [-0.875]
+    assert policy.weight.tolist() == [[1.0, 1.0]] and policy.bias.tolist() == [-2.0]
+    update_reference(reference, policy, 0.0)
+    assert torch.equal(reference.weight, policy.weight) and torch.equal(reference.bias, policy.bias)
+
+
+def test_the_ema_reference_refuses_a_policy_of_another_shape() -> None:
+    with pytest.raises(ValueError, match="reference weight"):
+        update_reference(torch.nn.Linear(2, 1), torch.nn.Linear(3, 1), 0.9)
 
 
 # --- clipped losses ---------------------------------------------------------------------------------------

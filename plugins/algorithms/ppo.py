@@ -15,6 +15,11 @@ Efficient Approach for Aligning Large Language Models"; OpenRLHF's `reinforce` e
 a critic. The advantages are the rewards to go (score minus the KL penalty still to come), whitened over the
 whole global batch of tokens; the loss is the clipped policy loss alone.
 
+Two knobs exist for the ablations of Xu et al. 2024 ("Is DPO Superior to PPO for LLM Alignment?"; their PPO
+is ReaLHF's; `experiment=xu`): `normalize_advantages` (on, as always before) and `ref_ema`, a training
+reference that follows the policy as an exponential moving average instead of staying the SFT policy. Either
+one changes what training optimises only: every evaluation still measures KL to the SFT policy.
+
 The file reads top to bottom like the algorithm: config, the math (pure functions, unit-tested in
 tests/test_ppo_math.py), rollout, advantages, update, logging. `accelerate` wraps the models and optimizer, so
 the same loop runs on several GPUs under `accelerate launch`; on the testbed it runs single-process on CPU.
@@ -77,14 +82,18 @@ class PPOConfig:
     max_grad_norm: float = _in("(0, inf)", 1.0)  # global gradient-norm clip of policy and value (Huang et al. 2022)
     response_length: int = _in("[1, inf)", 40)  # most response tokens sampled per prompt
     temperature: float = _in("(0, inf)", 1.0)  # sampling temperature; logprobs from logits / temperature (Huang 2024)
-    missing_eos_penalty: float | None = _in("[0, inf)", 1.0)  # a response without EOS scores -penalty; None = off
-    kl_coef: float = _in("[0, inf)", 0.1)  # beta of the per-token KL penalty to the SFT policy (Ziegler et al. 2019)
+    missing_eos_penalty: float | None = _in("[0, inf)", 1.0)  # subtracted from the score of a response with no EOS
+    kl_coef: float = _in("[0, inf)", 0.1)  # beta of the per-token KL penalty to the reference (Ziegler et al. 2019)
     kl_estimator: Literal["k1", "k3"] = "k1"  # k1 = log p - log p_ref; k3 = (r - 1) - log r, r = p_ref / p (Schulman)
     adaptive_kl: bool = False  # adapt kl_coef towards target_kl (Ziegler et al. 2019, eq. 2)
     target_kl: float = _in("(0, inf)", 6.0)  # KL (nats per response) the adaptive controller aims for (Ziegler 2019)
     kl_horizon: int = _in("[1, inf)", 10_000)  # episodes over which the adaptive controller moves kl_coef (Ziegler)
+    # None: the KL penalty's reference is the frozen SFT policy. A number: after each update the reference moves
+    # toward the policy, ref <- ref_ema ref + (1 - ref_ema) policy (Xu et al. 2024; ReaLHF's ref_ema_eta = 1 - ref_ema)
+    ref_ema: float | None = _in("[0, 1)", None)
     whiten_rewards: bool = False  # whiten the per-token rewards before GAE (Huang et al. 2024)
     advantage_estimator: Literal["gae", "reinforce++"] = "gae"  # gae: critic + GAE; reinforce++: no critic (Hu 2025)
+    normalize_advantages: bool = True  # whiten each batch's advantages (Xu et al. 2024: one of PPO's key factors)
     gamma: float = _in("[0, 1]", 1.0)  # discount (Huang et al. 2024: none within a response)
     gae_lambda: float = _in("[0, 1]", 0.95)  # GAE lambda (Schulman et al. 2016)
     clip_coef: float = _in("(0, inf)", 0.2)  # ratio clip of the policy loss (Schulman et al. 2017, eq. 7)
@@ -182,10 +191,15 @@ def score_positions(mask: torch.Tensor) -> torch.Tensor:
 def apply_missing_eos_penalty(
     scores: torch.Tensor, contains_eos: torch.Tensor, missing_eos_penalty: float | None
 ) -> torch.Tensor:
-    """Responses that never end score -missing_eos_penalty instead (Huang et al. 2024 use -1)."""
+    """A response cut off before EOS loses `missing_eos_penalty` from its score (None: off).
+
+    Subtracted, as TRL's online trainers do (`missing_eos_penalty` of OnlineDPOConfig; our `as_trl_reward` for
+    GRPO/RLOO), so the penalty means the same in every method: Huang et al. 2024 replace the score by -1
+    instead, which on a reward of another scale is a different penalty.
+    """
     if missing_eos_penalty is None:
         return scores
-    return torch.where(contains_eos, scores, torch.full_like(scores, -missing_eos_penalty))
+    return scores - missing_eos_penalty * (~contains_eos).to(scores.dtype)
 
 
 def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
@@ -282,6 +296,27 @@ def global_masked_whiten(
     mean = total / count.clamp(min=1)
     var = (total_squares - total * mean).clamp(min=0) / (count - 1).clamp(min=1)
     return (values - mean.to(values.dtype)) * torch.rsqrt(var + 1e-8).to(values.dtype) * mask
+
+
+def advantages_and_returns(
+    rewards: torch.Tensor,
+    values: torch.Tensor | None,
+    mask: torch.Tensor,
+    config: PPOConfig,
+    all_sum: typing.Callable[[torch.Tensor], torch.Tensor] = lambda stats: stats,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 4 of the loop: (advantages, returns), zero on padding. With a critic (`values`), GAE, its advantages
+    whitened over this process's real tokens; REINFORCE++ (values None), the rewards to go, whitened over the
+    global batch's (`all_sum`, see `global_masked_whiten`). `normalize_advantages=False` skips the whitening:
+    the raw advantages, the ablation of Xu et al. 2024. The returns (the critic's targets) are never whitened."""
+    if values is not None:  # GAE (Schulman et al. 2016, eq. 16)
+        advantages, returns = gae(rewards, values, mask, config.gamma, config.gae_lambda)
+        if config.normalize_advantages:
+            advantages = masked_whiten(advantages, mask) * mask
+        return advantages, returns
+    returns = reinforce_returns(rewards, mask)  # REINFORCE++ (Hu 2025)
+    advantages = global_masked_whiten(returns, mask, all_sum) if config.normalize_advantages else returns
+    return advantages, returns
 
 
 def policy_loss(
@@ -473,6 +508,17 @@ def load_models(sft_path: Path, reward: Reward, critic: bool, peft: adapters.Pef
     return Models(disable_dropout(policy), None, AdapterValueModel(policy) if critic else None)
 
 
+def check_reference(config: PPOConfig, peft: adapters.PeftSettings | None) -> None:
+    """An EMA reference needs weights of its own to move; with LoRA the reference is the SFT weights themselves
+    (the policy with its adapter off), which the policy stands on. (An EMA of the adapter's two factors would
+    not be an EMA of their product, so no second adapter can stand in for it.)"""
+    if config.ref_ema is not None and peft is not None:
+        raise HarnessError(
+            f"algorithm.trainer.ref_ema={config.ref_ema}: an EMA reference needs its own copy of the weights, and "
+            "with peft=lora the reference is the policy's frozen base; use peft=none or ref_ema=null"
+        )
+
+
 @contextlib.contextmanager
 def as_reference(models: Models, policy: Any) -> typing.Iterator[Any]:
     """The frozen SFT policy to score with: the reference copy, or (LoRA) `policy` with its adapters off."""
@@ -481,6 +527,17 @@ def as_reference(models: Models, policy: Any) -> typing.Iterator[Any]:
     else:
         with adapters.adapter_disabled(policy):
             yield policy
+
+
+@torch.no_grad()
+def update_reference(reference: torch.nn.Module, policy: torch.nn.Module, ref_ema: float) -> None:
+    """The EMA reference of Xu et al. 2024: every weight moves (1 - ref_ema) of the way to the policy's,
+    ref <- ref_ema ref + (1 - ref_ema) policy, once per update (after its PPO epochs, as ReaLHF's `ref_ema_eta`
+    hook after each actor training step). Parameters only: the buffers (GPT-2's causal mask) are constants."""
+    for ref, new in zip(reference.parameters(), policy.parameters(), strict=True):
+        if ref.shape != new.shape:
+            raise ValueError(f"reference weight {tuple(ref.shape)} against policy weight {tuple(new.shape)}")
+        ref.lerp_(new, 1.0 - ref_ema)  # ref + (1 - ref_ema) (new - ref)
 
 
 def trained_weights(model: Any) -> dict[str, torch.Tensor]:
@@ -623,6 +680,15 @@ def no_sync(accelerator: Any, models: Sequence[Any], skip: bool) -> typing.Itera
 
 def prompt_batches(prompts: Sequence[str], batch_size: int, seed: int) -> typing.Iterator[list[str]]:
     """Endless batches of prompts: a fresh seeded shuffle each pass, incomplete last batch dropped."""
+    if batch_size > len(prompts):  # no pass would hold a whole batch: the batches would never come
+        raise HarnessError(
+            f"algorithm.trainer.batch_size={batch_size}: more than the task's {len(prompts)} RL prompts; "
+            f"expected at most {len(prompts)}"
+        )
+    return _shuffled_batches(prompts, batch_size, seed)
+
+
+def _shuffled_batches(prompts: Sequence[str], batch_size: int, seed: int) -> typing.Iterator[list[str]]:
     rng = random.Random(seed)
     while True:
         order = list(range(len(prompts)))
@@ -671,6 +737,7 @@ def train_ppo(
     eos_id, pad_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     if pad_id is None:
         pad_id = eos_id
+    check_reference(config, peft)
     # REINFORCE++ has no critic (Hu 2025): no value model is loaded, run or trained
     critic = config.advantage_estimator == "gae"
     models = load_models(sft_path, reward, critic, peft)
@@ -726,6 +793,7 @@ def train_ppo(
         scheduler,
         kl_controller,
         generator,
+        models.reference if config.ref_ema is not None else None,
     )
     if (state := load_state(state_dir)) is not None:  # a killed build of this stage: go on where it stopped
         resumed_from, episodes, tokens_trained, history = restore_state(state, state_dir, parts)
@@ -776,13 +844,11 @@ def train_ppo(
         if config.whiten_rewards:
             rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
 
-        # 4. Advantages and returns
-        if critic:  # GAE (Schulman et al. 2016, eq. 16), advantages whitened over this process's real tokens
-            advantages, returns = gae(rewards, values, mask, config.gamma, config.gae_lambda)
-            advantages = masked_whiten(advantages, mask) * mask
-        else:  # REINFORCE++ (Hu 2025): rewards to go, whitened over the global batch's real tokens
-            returns = reinforce_returns(rewards, mask)
-            advantages = global_masked_whiten(returns, mask, partial(accelerator.reduce, reduction="sum"))
+        # 4. Advantages and returns: GAE with a critic, else REINFORCE++'s rewards to go; whitened unless
+        # normalize_advantages is off (Xu et al. 2024)
+        advantages, returns = advantages_and_returns(
+            rewards, values if critic else None, mask, config, partial(accelerator.reduce, reduction="sum")
+        )
 
         # 5. PPO update: ppo_epochs passes over shuffled minibatches (Schulman et al. 2017)
         for model in trained:
@@ -829,6 +895,8 @@ def train_ppo(
                     stats[key].append(value)
         lr = scheduler.get_last_lr()[0]  # the rate this update used
         scheduler.step()
+        if config.ref_ema is not None:  # the reference follows the policy (Xu et al. 2024); the next KL is to it
+            update_reference(models.reference, unwrapped_policy, config.ref_ema)
 
         # 6. Log: what the objective is doing (reward, KL, entropy) and how the optimisation behaves
         sequence_kl = kl.sum(1)
@@ -934,6 +1002,7 @@ class Trainables:
     scheduler: Any
     kl_controller: KLController
     generator: torch.Generator
+    moving_reference: Any | None = None  # the EMA reference (ref_ema): every update moves it; None: frozen SFT
 
 
 def save_state(
@@ -952,6 +1021,8 @@ def save_state(
         save_model(parts.policy, str(scratch / "policy.safetensors"))  # save_model: tied embeddings are stored once
     if parts.value_model is not None:
         save_model(parts.value_model, str(scratch / "value.safetensors"))
+    if parts.moving_reference is not None:
+        save_model(parts.moving_reference, str(scratch / "reference.safetensors"))
     numpy_state = np.random.get_state()
     torch.save(
         {
@@ -1003,6 +1074,8 @@ def restore_state(
         load_model(parts.policy, str(state_dir / "policy.safetensors"))
     if parts.value_model is not None:
         load_model(parts.value_model, str(state_dir / "value.safetensors"))
+    if parts.moving_reference is not None:
+        load_model(parts.moving_reference, str(state_dir / "reference.safetensors"))
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.scheduler.load_state_dict(state["scheduler"])
     parts.kl_controller.value = state["kl_coef"]
@@ -1020,6 +1093,21 @@ def restore_state(
 # ---------------------------------------------------------------------------------------------------------
 # The plugin: PPO as a cached stage on top of SFT (and the reward model, when there is one)
 # ---------------------------------------------------------------------------------------------------------
+
+# Settings added after PPO stages were cached, with the value that does what PPO did before them: at that value
+# a setting stays out of the stage key, so every stage built before it (and every number quoted from one) is
+# still found. Any other value is in the key.
+ADDED_SETTINGS = {"ref_ema": None, "normalize_advantages": True}
+NOT_IN_KEY = {"save_every"}  # where checkpoints go, not what is trained: the same policy
+
+
+def stage_trainer(config: PPOConfig) -> dict[str, Any]:
+    """The settings that go into the PPO stage's key."""
+    return {
+        key: value
+        for key, value in dataclasses.asdict(config).items()
+        if key not in NOT_IN_KEY and not (key in ADDED_SETTINGS and value is ADDED_SETTINGS[key])
+    }
 
 
 class PPO:
@@ -1041,13 +1129,17 @@ class PPO:
     def train(self, run: Run) -> Policy:
         config = load_config(self.trainer)  # here, not in __init__, so the error stays one line
         peft = adapters.of_run(run)  # checked before the SFT stage trains
+        check_reference(config, peft)
         sft = self._sft(run)
         reward = run.reward()
         stage_config = {
             "algorithm": self.name,
-            "trainer": {k: v for k, v in dataclasses.asdict(config).items() if k != "save_every"},  # same policy
+            "trainer": stage_trainer(config),
             "seed": run.seed,
             "reward": reward.name,
+            # the penalty is subtracted from the score since 2026-11-30 (it replaced it before): a stage trained
+            # under the old meaning is another stage, never reused as this one
+            "missing_eos_penalty": "subtracted",
         }
         if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
             stage_config["peft"] = peft.stage_config()
