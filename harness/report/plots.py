@@ -102,7 +102,8 @@ def frontier(comparison: Comparison) -> bytes | None:
         every = np.where(curve["seeds"] == len(method.seeds), curve["mean"], np.nan)
         axes.plot(curve["kl"], curve["mean"], color=colour, linewidth=1.2, linestyle=":")
         axes.plot(curve["kl"], every, color=colour, linewidth=1.8)
-        band = np.isfinite(curve["low"]) & np.isfinite(curve["high"])
+        # the band where every seed reaches: a t-interval over the two that reach further would be mostly noise
+        band = np.isfinite(curve["low"]) & np.isfinite(curve["high"]) & (curve["seeds"] == len(method.seeds))
         if band.any():
             axes.fill_between(curve["kl"], curve["low"], curve["high"], where=band, color=colour, alpha=0.15, lw=0)
         if method.method not in labelled:  # a method without a group mean on both axes still gets its name
