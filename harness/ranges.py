@@ -99,6 +99,14 @@ def check_value(path: str, value: Any, spec: str) -> None:
         raise HarnessError(f"{path}={value!r}: out of range; expected a value {bounds.describe()}")
 
 
+def check_fields(instance: Any) -> None:
+    """A dataclass instance's fields against the ranges they declare (`allowed(...)`): for a config class that is
+    also built outside a composed config (PPOConfig from a dict), in its `__post_init__`."""
+    for spec in dataclasses.fields(instance):
+        if KEY in spec.metadata:
+            check_value(spec.name, getattr(instance, spec.name), spec.metadata[KEY])
+
+
 def check_config(cfg: DictConfig, device: str = "cpu") -> None:
     """Every declared range of a composed run config (the first value outside its range is a one-line error).
 

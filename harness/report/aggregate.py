@@ -186,7 +186,7 @@ def paired(
     sem = float(diffs.std(ddof=1)) / math.sqrt(n)
     if sem == 0:
         return Difference(n, mean, mean, mean, 0.0 if mean != 0 else 1.0)
-    low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
+    low, high = t_interval(confidence, n - 1, mean, sem)
     p_value = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     low, high, clipped = clip(float(low), float(high), difference_bounds(bounds), mean)
     return Difference(n, mean, low, high, p_value, "paired", clipped)
@@ -211,7 +211,7 @@ def welch(
     if sem == 0:
         return Difference(n, mean, mean, mean, 0.0 if mean != 0 else 1.0, "Welch")
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    low, high = stats.t.interval(confidence, df, loc=mean, scale=sem)
+    low, high = t_interval(confidence, df, mean, sem)
     p_value = float(2 * stats.t.sf(abs(mean) / sem, df))
     low, high, clipped = clip(float(low), float(high), difference_bounds(bounds), mean)
     return Difference(n, mean, low, high, p_value, "Welch", clipped)

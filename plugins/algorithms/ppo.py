@@ -51,8 +51,7 @@ from harness.devices import torch_threads
 from harness.errors import HarnessError
 from harness.guards import prompt_room, warn_long_prompts
 from harness.protocols import Policy, Reward, RewardFn, Run
-from harness.ranges import KEY as RANGE_KEY
-from harness.ranges import allowed, check_value
+from harness.ranges import allowed, check_fields
 from harness.stages import StageOutput
 from harness.training import truncate_history
 
@@ -104,8 +103,7 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         """What no single range says (harness.ranges runs this on the composed settings, before any training)."""
-        for spec in dataclasses.fields(self):
-            check_value(spec.name, getattr(self, spec.name), spec.metadata.get(RANGE_KEY, "[-inf, inf]"))
+        check_fields(self)
         if self.batch_size % self.num_minibatches:
             raise ValueError(f"num_minibatches={self.num_minibatches}: must divide batch_size={self.batch_size}")
         if self.total_episodes < self.batch_size:
