@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.report.aggregate import Sweep, load_sweep, parse_kl_budgets
+from harness.report.sections import Section
 from harness.report.tables import Comparison, compare, to_csv, to_markdown
 
 CSV_FILE, MARKDOWN_FILE, HTML_FILE = "comparison.csv", "comparison.md", "report.html"
@@ -21,6 +22,7 @@ class Report:
     csv: str
     files: dict[str, Path]  # what was written: csv, markdown, html, equal_kl, and one PNG per figure
     equal_kl_csv: str = ""  # each method at each KL budget (harness.report.frontier), as equal_kl.csv
+    sections: list[Section] | None = None  # what the samples and human votes add (harness.report.sections)
 
     @property
     def sweep(self) -> Sweep:
@@ -52,6 +54,8 @@ def build_report(sweep_dir: Path | str, baseline: str | None = None, kl_budgets:
         markdown += "\n" + fits.to_markdown(fitted, label)
         if (png := fits.figure(fitted, label)) is not None:
             figures["overoptimisation"] = png
+    sections = extra_sections(comparison)
+    markdown += "".join(section.to_markdown() for section in sections)
     files = {
         "csv": root / CSV_FILE,
         "markdown": root / MARKDOWN_FILE,
@@ -64,8 +68,15 @@ def build_report(sweep_dir: Path | str, baseline: str | None = None, kl_budgets:
     for name, png in figures.items():
         files[name] = root / f"{name}.png"
         atomic_write_bytes(files[name], png)
-    atomic_write_text(files["html"], html.render(comparison, figures))
-    return Report(comparison, markdown, csv_text, files, equal_kl_text)
+    atomic_write_text(files["html"], html.render(comparison, figures, sections))
+    return Report(comparison, markdown, csv_text, files, equal_kl_text, sections)
 
 
-__all__ = ["Report", "build_report"]
+def extra_sections(comparison: Comparison) -> list[Section]:
+    """The sections beyond the metrics, in report order; each producer returns None when it has nothing to say."""
+    producers: list = []
+    sections = [producer(comparison) for producer in producers]
+    return [section for section in sections if section is not None]
+
+
+__all__ = ["Report", "Section", "build_report"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.report.plots import TITLES
+from harness.report.sections import Section
 from harness.report.tables import (
     COST,
     Cell,
@@ -78,7 +79,7 @@ def _equal_kl(result: Any) -> list[str]:
     return parts
 
 
-def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
+def render(comparison: Comparison, figures: Mapping[str, bytes], sections: Sequence[Section] = ()) -> str:
     sweep = comparison.sweep
     counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
     header, rows = table_rows(comparison, comparison.headline, with_diff=True)
@@ -116,6 +117,9 @@ def render(comparison: Comparison, figures: Mapping[str, bytes]) -> str:
     if problems := status_lines(sweep.jobs):
         items = "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in problems)
         parts += ["<h2>Jobs without a result</h2>", f'<ul class="problems">{items}</ul>']
+    for section in sections:
+        if section.html:
+            parts += [f'<h2 id="{section.key}">{html.escape(section.title)}</h2>', section.html]
     for name, png in figures.items():
         parts += [f"<h2>{html.escape(TITLES.get(name, name))}</h2>", _figure(name, png)]
     parts += [

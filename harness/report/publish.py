@@ -60,6 +60,10 @@ def log_comparison(report: Report, logger_config: Any) -> None:
         for (method, budget), at in at_equal_kl.at.items():
             if at.summary is not None:
                 summary[f"equal_kl/{method}/at_kl_{budget:g}"] = at.summary.mean
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
+    for section in report.sections or ():  # the samples, one column per method; the human votes' ratings
+        tables.update(section.tables)
+        summary.update(section.summary)
     logger.log_comparison(
         group=sweep_identity(report)["group"],
         experiment=report.sweep.experiment,
@@ -68,4 +72,5 @@ def log_comparison(report: Report, logger_config: Any) -> None:
         images=images,
         summary=summary,
         markdown=report.markdown,
+        tables=tables,
     )

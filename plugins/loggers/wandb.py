@@ -155,9 +155,12 @@ class WandbLogger:
         images: Mapping[str, Path],
         summary: Mapping[str, float],
         markdown: str,
+        tables: Mapping[str, tuple[list[str], list[list[Any]]]] | None = None,
     ) -> str:
         """The sweep's comparison as one more run in its group (job_type `comparison`): the table as a
-        `wandb.Table`, each figure as an image, the headline means in the summary. Returns the run's folder."""
+        `wandb.Table`, each figure as an image, the headline means in the summary, and each of `tables`
+        (name -> columns, rows: the samples side by side, the human votes) as a `wandb.Table` under
+        `comparison/<name>`. Returns the run's folder."""
         import wandb
 
         run = self._init(name=f"{experiment}-comparison", group=group, job_type="comparison",
@@ -167,6 +170,8 @@ class WandbLogger:
                 "comparison/table": wandb.Table(columns=columns, data=rows),
                 "comparison/markdown": wandb.Html(f"<pre>{markdown}</pre>"),
                 **{f"comparison/{name}": wandb.Image(str(path)) for name, path in images.items()},
+                **{f"comparison/{name}": wandb.Table(columns=list(columns), data=[list(row) for row in rows])
+                   for name, (columns, rows) in (tables or {}).items()},
             })
             for key, value in summary.items():
                 run.summary[key] = value
