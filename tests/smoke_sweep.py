@@ -14,12 +14,15 @@ as the experiments run), logging to W&B in offline mode. Its stage cache (`sweep
 another sweep (`cache_dir=...`) that then only evaluates.
 
 Sharing across xdist workers follows pytest-xdist's recipe: the folder above each worker's base temp is common to
-the session, and a file lock makes the first worker build while the others wait.
+the session, and a file lock makes the first worker build while the others wait. Without xdist the session's own
+base temp is used. While developing, HARNESS_TEST_SMOKE_SWEEP=<folder> builds it there once and reuses it in later
+sessions (delete the folder after changing what the sweep runs).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +68,12 @@ class SmokeSweep:
 
 
 def shared_smoke_sweep(tmp_path_factory) -> SmokeSweep:
-    root = tmp_path_factory.getbasetemp().parent / "shared-smoke-sweep"
+    if os.environ.get("HARNESS_TEST_SMOKE_SWEEP"):
+        root = Path(os.environ["HARNESS_TEST_SMOKE_SWEEP"])
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "shared-smoke-sweep"
+    else:
+        root = tmp_path_factory.getbasetemp() / "shared-smoke-sweep"
     root.mkdir(parents=True, exist_ok=True)
     record = root / "done.json"
     with FileLock(str(root / ".lock")):
