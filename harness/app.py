@@ -71,8 +71,9 @@ def reapply_overrides(cfg: DictConfig, overrides: list[str]) -> None:
         is_group = key in groups or (Path(CONFIG_DIR) / key).is_dir()
         if is_group or key.startswith("hydra") or override.is_delete() or "/" in key:
             continue
-        with open_dict(cfg):
-            OmegaConf.update(cfg, key, override.value(), merge=False)
+        value = override.value()
+        with open_dict(cfg):  # a dict value sets its own keys over the block, as Hydra's override did
+            OmegaConf.update(cfg, key, value, merge=isinstance(value, dict))
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:

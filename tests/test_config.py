@@ -113,6 +113,18 @@ def test_the_users_own_values_win_over_smoke_budgets(compose) -> None:
     assert cfg.algorithm.name == "dpo"
 
 
+def test_a_dict_valued_override_keeps_the_smoke_budget_of_the_keys_it_does_not_name(compose) -> None:
+    """experiment=xu sweeps `algorithm.trainer={ref_ema:0.9}`: under debug=smoke it must still be a smoke run."""
+    overrides = ["debug=smoke", "algorithm=ppo", "algorithm.trainer={ref_ema:0.9,batch_size:64}"]
+    cfg = compose(overrides)
+    full = compose(["algorithm=ppo"]).algorithm.trainer
+    apply_smoke(cfg, overrides)
+    trainer = cfg.algorithm.trainer
+    assert trainer.ref_ema == 0.9 and trainer.batch_size == 64  # the user's values
+    assert trainer.total_episodes == 96 < full.total_episodes  # ppo's smoke budget, kept
+    assert trainer.learning_rate == full.learning_rate  # and the keys neither names
+
+
 def test_without_smoke_the_budget_blocks_are_dropped_unapplied(compose) -> None:
     cfg = compose()
     steps = cfg.model.train.steps
