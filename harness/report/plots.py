@@ -57,7 +57,7 @@ def _error(summary) -> list[list[float]]:
 def frontier(comparison: Comparison) -> bytes | None:
     """The reward against the KL (harness.report.frontier's metrics: the quality metric, else a judge's win rate).
     Per method, its mean frontier over seeds (solid where every seed reaches the KL, dotted where only some do)
-    with its 95% interval as a band; each group's mean with 95% intervals on both axes; every job's final point
+    with its 95% interval as a band; each group's mean with light 95% intervals on both axes; every job's final point
     faint, and its checkpoints along training fainter still, joined in training order. Dotted verticals: the KL
     budgets of the "At equal KL" table. Nothing without a reward and a KL metric."""
     from matplotlib.lines import Line2D
@@ -88,10 +88,13 @@ def frontier(comparison: Comparison) -> bytes | None:
         reward, kl = group.summary(y_key), group.summary(x_key)
         if reward is None or kl is None:
             continue
-        axes.errorbar(
-            kl.mean, reward.mean, xerr=_error(kl), yerr=_error(reward), fmt="o", color=colour, capsize=3,
-            label=None if name in labelled else name,
+        # light: the bands carry the frontier's interval; a group's KL interval over three seeds is often wide
+        bars = axes.errorbar(
+            kl.mean, reward.mean, xerr=_error(kl), yerr=_error(reward), fmt="o", color=colour, capsize=2,
+            elinewidth=0.8, label=None if name in labelled else name,
         )
+        for line in (*bars[1], *bars[2]):
+            line.set_alpha(0.35)
         labelled.add(name)
         if group.params:
             text = ",".join(group.params.values())
