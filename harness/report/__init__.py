@@ -74,9 +74,10 @@ def build_report(sweep_dir: Path | str, baseline: str | None = None, kl_budgets:
 
 def extra_sections(comparison: Comparison) -> list[Section]:
     """The sections beyond the metrics, in report order; each producer returns None when it has nothing to say."""
+    from harness.arena.report import human_section
     from harness.report.samples import samples_section
 
-    producers: list = [samples_section]
+    producers: list = [samples_section, human_section]
     sections = [producer(comparison) for producer in producers]
     return [section for section in sections if section is not None]
 
