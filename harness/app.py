@@ -7,6 +7,7 @@ harness --help                             the config groups and their choices
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from harness import progress
 from harness.errors import HarnessError
 from harness.io import read_json
 from harness.results import RESULT_FILE, is_compared, redact_overrides
@@ -134,21 +136,34 @@ def hydra_main(cfg: DictConfig) -> float | None:
     # sweep goes on, and the report lists it. A single run stops with the one-line error (or the traceback of
     # a bug, which is ours to fix).
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
-        return run_job(cfg)
-    except HarnessError as error:
-        close_progress_bars()  # one left open by the failed step would redraw itself below the error at exit
-        log.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        if in_sweep:
+    with sweep_job():  # in a sweep with a view: this job's console to its console.log, its progress to the view
+        try:
+            return run_job(cfg)
+        except HarnessError as error:
+            close_progress_bars()  # one left open by the failed step would redraw itself below the error at exit
+            log.error("%s", error)
+            print(f"error: {error}", file=sys.stderr)
+            progress.failed(str(error))
+            if in_sweep:
+                return None
+            sys.exit(2)
+        except Exception as error:
+            if not in_sweep:
+                raise
+            log.exception("job failed")
+            print(f"error: job {HydraConfig.get().job.num} failed: {type(error).__name__}: {error}", file=sys.stderr)
+            progress.failed(f"{type(error).__name__}: {error}")
             return None
-        sys.exit(2)
-    except Exception as error:
-        if not in_sweep:
-            raise
-        log.exception("job failed")
-        print(f"error: job {HydraConfig.get().job.num} failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return None
+
+
+def sweep_job() -> Any:
+    """harness.progress.sweep_job for this job (a no-op context outside a sweep)."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return contextlib.nullcontext()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep_dir = Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir  # where the launcher made it, even after a chdir
+    return progress.sweep_job(output_dir, sweep_dir, int(hydra_cfg.job.num))
 
 
 def close_progress_bars() -> None:

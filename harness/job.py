@@ -7,13 +7,14 @@ import itertools
 import logging
 import time
 import traceback
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from harness import distributed
+from harness import distributed, progress
 from harness.declarations import curve_entries, headline_entries, split_declarations
 from harness.devices import resolve_device
 from harness.errors import HarnessError
@@ -83,11 +84,13 @@ class Job:
             policy = algorithm.train(run)
             wall["train_job"] = time.perf_counter() - start
             start, before = time.perf_counter(), set(run.stages)
-            eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
+            with progress.stage("eval"):
+                eval_metrics, tokens_generated = self.evaluate(run, policy, suites, wall)
             # a stage a suite needed (a baseline policy it samples) is charged to that stage, not to eval
             wall["eval"] = time.perf_counter() - start - built_since(run, before)
             start, before = time.perf_counter(), set(run.stages)
-            trajectory = self.evaluate_along(run, policy, suites)
+            with progress.stage("eval snapshots") if policy.snapshots and suites else nullcontext():
+                trajectory = self.evaluate_along(run, policy, suites)
             if trajectory:
                 wall["eval/snapshots"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
@@ -117,7 +120,8 @@ class Job:
         """Each snapshot of the policy's training (harness.snapshots), evaluated exactly as the final policy:
         result.json's `trajectory`, in training order."""
         trajectory = []
-        for snapshot in policy.snapshots if suites else []:
+        for number, snapshot in enumerate(policy.snapshots if suites else []):
+            progress.steps("snapshot", total=len(policy.snapshots), done=number, unit="")
             at = dataclasses.replace(
                 policy,
                 path=snapshot.path,
@@ -146,6 +150,8 @@ class Job:
         if not suites:
             return {}, 0
         start = time.perf_counter()
+        if samples:  # the final policy's (a snapshot's evaluation shows its count instead)
+            progress.activity("sampling")
         prompts = list(run.load_split("eval_prompts")["prompt"])
         limit = self.cfg.generation.num_prompts
         if limit is not None:
@@ -176,6 +182,8 @@ class Job:
         metrics: dict[str, float] = {}
         for name, suite in suites.items():
             start, before = time.perf_counter(), set(run.stages)
+            if samples:
+                progress.activity(name)
             for metric, value in suite.evaluate(context).items():
                 metrics[f"eval/{name}/{metric}"] = float(value)
             wall[f"eval/{name}"] = time.perf_counter() - start - built_since(run, before)

@@ -34,7 +34,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from harness import distributed
+from harness import distributed, progress
 from harness.io import atomic_write_json, read_json
 from harness.results import redact
 from harness.versions import stack_versions
@@ -270,7 +270,7 @@ class StageCache:
             distributed.barrier()
             return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path.parent / f"{key}.lock")):
+        with progress.waiting_for(name, FileLock(str(path.parent / f"{key}.lock"))):  # the view says while it waits
             # Another job finished it while we waited. (A multi-process job whose trainer stage another job
             # completes meanwhile leaves its other processes waiting at the barrier until gloo's timeout: rare.)
             if self.is_complete(name, key):
@@ -288,7 +288,8 @@ class StageCache:
                 if together:
                     distributed.barrier()  # the folder is ready: every process trains
                 start = time.perf_counter()
-                metrics = dict(build(path) or {})
+                with progress.stage(name):  # the sweep's view shows the stage this job builds
+                    metrics = dict(build(path) or {})
                 seconds = time.perf_counter() - start
                 if together:
                     distributed.barrier()  # every process is done writing (checkpoints, per-process state)

@@ -12,7 +12,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness import distributed
+from harness import distributed, progress
 from harness.errors import HarnessError
 from harness.guards import StopOnNonFiniteLoss, saved_checkpoints
 from harness.io import atomic_write_text
@@ -93,6 +93,7 @@ class MetricsRecorder:
             self.first.setdefault(key, value)
         self.last.update(numbers)
         self.logger.log({f"{self.namespace}/{key}": value for key, value in numbers.items()}, step=step)
+        progress.step(step)  # a training loop that logs its steps shows them in a sweep's view
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         with self.history_path.open("a") as handle:
             handle.write(json.dumps({"step": step, **numbers}) + "\n")
@@ -114,6 +115,13 @@ class LogForwarder(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **_: Any) -> None:
         self.recorder.record(logs or {}, step=state.global_step)
+
+    # a sweep's view shows every trainer's steps (harness.progress; nothing happens outside a sweep)
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        progress.steps("train", total=state.max_steps, done=state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        progress.step(state.global_step)
 
 
 @dataclass

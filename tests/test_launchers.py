@@ -56,7 +56,7 @@ def test_every_experiment_takes_any_launcher_from_the_command_line(compose, expe
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is not installed")
     default = compose([f"experiment={experiment}"]).hydra.launcher
     if "n_jobs" in default:
-        assert default._target_.endswith("JoblibLauncher") and default.n_jobs == 2
+        assert default._target_ == "hydra_plugins.harness_launcher.LiveJoblibLauncher" and default.n_jobs == 2
     for launcher in ("submitit_local", "submitit_slurm"):
         chosen = compose([f"experiment={experiment}", f"hydra/launcher={launcher}"]).hydra.launcher
         assert "n_jobs" not in chosen and chosen.timeout_min > 0

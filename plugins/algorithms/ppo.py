@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness import adapters, snapshots
+from harness import adapters, progress, snapshots
 from harness.batching import length_groups
 from harness.devices import torch_threads
 from harness.errors import HarnessError
@@ -799,6 +799,7 @@ def train_ppo(
             next(batches)
         if accelerator.is_main_process:
             recorder.first.update(truncate_history(recorder.history_path, resumed_from))
+    progress.steps("train", total=num_updates, done=resumed_from, unit="updates")  # a sweep's view counts them
     for update in range(resumed_from + 1, num_updates + 1):
         # 1. Rollout: sample a response per prompt from the current policy
         batch_prompts = next(batches)
