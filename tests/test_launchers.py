@@ -55,8 +55,12 @@ def test_every_experiment_takes_any_launcher_from_the_command_line(compose, expe
     joblib's keys (submitit's structured config would reject `n_jobs`)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is not installed")
     default = compose([f"experiment={experiment}"]).hydra.launcher
-    if "n_jobs" in default:
+    source = (Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml").read_text()
+    declared = "override /hydra/launcher: parallel" in source
+    if declared:  # the experiment's own choice wins over the default (conf/sweep_view/live.yaml)
         assert default._target_ == "hydra_plugins.harness_launcher.LiveJoblibLauncher" and default.n_jobs == 2
+    else:
+        assert default._target_ == "hydra_plugins.harness_launcher.LiveBasicLauncher"
     for launcher in ("submitit_local", "submitit_slurm"):
         chosen = compose([f"experiment={experiment}", f"hydra/launcher={launcher}"]).hydra.launcher
         assert "n_jobs" not in chosen and chosen.timeout_min > 0

@@ -95,6 +95,23 @@ class SweepViewer:
             os.close(out_fd)
             os.close(err_fd)
             shutil.rmtree(folder, ignore_errors=True)
+            redact_log(sweep_dir / LAUNCHER_LOG, [o for overrides in job_overrides for o in overrides])
+
+
+def redact_log(path: Path, overrides: Sequence[str]) -> None:
+    """Hydra's list of the jobs quotes their overrides: a credential given on the command line (`+model.token=...`)
+    must not stay in launcher.log, as it does not in the .hydra records (harness.callbacks.RedactCallback)."""
+    from harness.io import atomic_write_text
+    from harness.results import redact_overrides
+
+    replacements = {o: r for o, r in zip(overrides, redact_overrides(overrides), strict=True) if o != r}
+    if not replacements or not path.is_file():
+        return
+    text = original = path.read_text(errors="replace")
+    for secret, redacted in replacements.items():
+        text = text.replace(secret, redacted)
+    if text != original:
+        atomic_write_text(path, text)
 
 
 def varying(job_overrides: Sequence[Sequence[str]]) -> list[list[str]]:
@@ -103,7 +120,10 @@ def varying(job_overrides: Sequence[Sequence[str]]) -> list[list[str]]:
     parsed = [dict(override.split("=", 1) for override in overrides if "=" in override) for overrides in job_overrides]
     for key in {key for job in parsed for key in job}:
         values[key] = {job.get(key) for job in parsed}
-    return [[f"{key}={value}" for key, value in job.items() if len(values[key]) > 1] for job in parsed]
+    from harness.results import redact_overrides
+
+    kept = [[f"{key}={value}" for key, value in job.items() if len(values[key]) > 1] for job in parsed]
+    return [redact_overrides(overrides) for overrides in kept]  # they are printed: no credential in them
 
 
 class LiveBasicLauncher(BasicLauncher):
