@@ -9,9 +9,9 @@ Not a test module: tests import it (`from smoke_sweep import shared_smoke_sweep`
         sweep.stdout         # what the sweep printed (no terminal: plain lines)
         sweep.copy(tmp_path) # a private copy to change (the shared one must stay as built)
 
-The sweep: `harness -m algorithm=base,sft,dpo seed=0 debug=smoke` through the parallel launcher (two jobs at a time,
-as the experiments run), logging to W&B in offline mode. Its stage cache (`sweep.cache`) can be handed to
-another sweep (`cache_dir=...`) that then only evaluates.
+The sweep: `harness -m algorithm=base,sft,dpo seed=0 debug=smoke` through the parallel launcher (the experiments'
+launcher; here three jobs at once, so that they meet at the stages all three need), logging to W&B in offline
+mode. Its stage cache (`sweep.cache`) can be handed to another sweep (`cache_dir=...`) that then only evaluates.
 
 Sharing across xdist workers follows pytest-xdist's recipe: the folder above each worker's base temp is common to
 the session, and a file lock makes the first worker build while the others wait. Without xdist the session's own
@@ -38,6 +38,7 @@ ARGS = (
     "seed=0",
     "debug=smoke",
     "hydra/launcher=parallel",
+    "hydra.launcher.n_jobs=3",  # all at once: they meet at the shared stages' locks (tests/test_concurrency.py)
     "cpu_threads=1",
     "logger=wandb",
     "logger.mode=offline",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import kill_when, run_harness
+from smoke_sweep import ALGORITHMS, shared_smoke_sweep
 
 from harness.results import read_results
 from harness.stages import MARKER
@@ -20,29 +21,18 @@ from harness.training import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 
-# Every one needs seed 0's SFT policy: sft trains it, dpo and best_of_n start from it, and base is compared with
-# it by the win_rate suite (a default suite).
-ALGORITHMS = ["sft", "dpo", "best_of_n", "base"]
-
 
 def complete_stages(cache: Path, name: str) -> list[Path]:
     return sorted(path.parent for path in (cache / name).glob(f"*/{MARKER}"))
 
 
-def test_a_parallel_sweep_builds_the_shared_sft_stage_once(tmp_path: Path) -> None:
-    result = run_harness(
-        "-m",
-        "hydra/launcher=joblib",
-        f"hydra.launcher.n_jobs={len(ALGORITHMS)}",
-        f"algorithm={','.join(ALGORITHMS)}",
-        "seed=0",
-        "debug=smoke",
-        "cpu_threads=1",
-        "logger=none",
-        f"results_dir={tmp_path}",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = read_results(tmp_path / "sweeps")
+def test_a_parallel_sweep_builds_the_shared_sft_stage_once(tmp_path_factory) -> None:
+    """The shared smoke sweep (tests/smoke_sweep.py): base, sft and dpo at once through the parallel launcher. Every
+    one needs seed 0's SFT policy: sft trains it, dpo starts from it, and base is compared with it by the win_rate
+    suite (a default suite); all three need the data and the base model."""
+    sweep = shared_smoke_sweep(tmp_path_factory)
+    cache = sweep.cache
+    results = read_results(sweep.dir)
     assert sorted(r["algorithm"] for r in results) == sorted(ALGORITHMS)
     assert all(r["status"] == "complete" for r in results)
     # the jobs really overlapped in time, so they met at the stage locks (not one after another)
@@ -50,14 +40,13 @@ def test_a_parallel_sweep_builds_the_shared_sft_stage_once(tmp_path: Path) -> No
     finished = min(datetime.fromisoformat(r["finished_at"]) for r in results)
     assert started < finished, "the joblib jobs ran one after another"
 
-    (sft_dir,) = complete_stages(tmp_path / "cache", "sft")
-    assert [d for d in (tmp_path / "cache" / "sft").iterdir() if d.is_dir()] == [sft_dir]  # nothing half-built
-    assert {r["stages"]["sft"]["key"] for r in results} == {sft_dir.name}
-    builders = [r["algorithm"] for r in results if r["cost"]["built_now"]["sft"]]
-    assert len(builders) == 1, f"jobs that say they built sft: {builders}"
-    for shared in ("data", "base_model"):
-        assert sum(r["cost"]["built_now"][shared] for r in results) == 1, shared
-        assert len(complete_stages(tmp_path / "cache", shared)) == 1, shared
+    # (other tests later reuse this cache: only what the sweep's own jobs name is looked at)
+    for shared in ("data", "base_model", "sft"):
+        (key,) = {r["stages"][shared]["key"] for r in results}  # one stage for all three
+        assert (cache / shared / key) in complete_stages(cache, shared), shared
+        builders = [r["algorithm"] for r in results if r["cost"]["built_now"][shared]]
+        assert len(builders) == 1, f"jobs that say they built {shared}: {builders}"
+    assert all((d / MARKER).exists() for d in (cache / "sft").iterdir() if d.is_dir()), "a half-built sft stage"
 
 
 # Killed after a checkpoint, the next run resumes from it: tests/test_resume.py covers that case in depth.

@@ -30,14 +30,14 @@ COMMON = ("debug=smoke", "logger=none", "eval=[gold,kl]", "cpu_threads=1")
 def _jobs(processes: int) -> dict[str, list[str]]:
     """The same global batches for 1 or 2 processes: each process takes its share of every batch."""
     per = 16 // processes
-    sft = [f"trainer.per_device_train_batch_size={per}", "trainer.max_steps=30"]
+    sft = [f"trainer.per_device_train_batch_size={per}", "trainer.max_steps=16"]
     return {
         "sft": ["algorithm=sft", *(f"sft.{o}" for o in sft)],
         "dpo": [
             "algorithm=dpo",
             *(f"sft.{o}" for o in sft),
             f"algorithm.trainer.per_device_train_batch_size={per}",
-            "algorithm.trainer.max_steps=20",
+            "algorithm.trainer.max_steps=10",
         ],
         "ppo": [
             "algorithm=ppo",
@@ -45,7 +45,7 @@ def _jobs(processes: int) -> dict[str, list[str]]:
             f"reward.trainer.per_device_train_batch_size={per}",
             "reward.trainer.max_steps=10",
             f"algorithm.trainer.batch_size={32 // processes}",
-            "algorithm.trainer.total_episodes=640",
+            "algorithm.trainer.total_episodes=320",
             "algorithm.trainer.num_minibatches=1",
         ],
         "reinforce_pp": [  # no critic: the advantages are whitened over every process's tokens
@@ -54,7 +54,7 @@ def _jobs(processes: int) -> dict[str, list[str]]:
             f"reward.trainer.per_device_train_batch_size={per}",
             "reward.trainer.max_steps=10",
             f"algorithm.trainer.batch_size={32 // processes}",
-            "algorithm.trainer.total_episodes=640",
+            "algorithm.trainer.total_episodes=320",
             "algorithm.trainer.num_minibatches=1",
         ],
     }

@@ -164,7 +164,7 @@ def test_without_a_terminal_a_sweep_prints_one_plain_line_per_event(sweep) -> No
     for text in (sweep.stdout, sweep.stderr):
         assert "\x1b[" not in text and "\r" not in text
     lines = sweep.stdout.splitlines()
-    assert re.fullmatch(rf"sweep: 3 jobs, 2 at a time, in {re.escape(str(sweep.dir))}; .*console\.log.*", lines[0])
+    assert re.fullmatch(rf"sweep: 3 jobs, 3 at a time, in {re.escape(str(sweep.dir))}; .*console\.log.*", lines[0])
     events = [line for line in lines if re.match(r"\[\d+:\d\d\] ", line)]
     assert len(events) == len(set(events))  # each event once
     for name in JOBS:
