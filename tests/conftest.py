@@ -78,3 +78,19 @@ def results_by_algorithm(root: Path) -> dict[str, dict]:
     from harness.results import read_results
 
     return {result["algorithm"]: result | {"dir": Path(result["dir"])} for result in read_results(root)}
+
+
+def logged_comparison_offline(report, folder: Path) -> tuple[Path, dict]:
+    """Log `report` as the W&B comparison run, offline under `folder`, and read the run back once W&B's service has
+    written its history: (the run's folder, what plugins.loggers.wandb.read_offline_run reads)."""
+    from harness.report.publish import log_comparison
+    from plugins.loggers.wandb import read_offline_run
+
+    log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", "dir": str(folder), "mode": "offline"})
+    (run_dir,) = (folder / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    deadline = time.monotonic() + 30
+    while not run["history"] and time.monotonic() < deadline:  # W&B's service may still be writing the file
+        time.sleep(0.5)
+        run = read_offline_run(run_dir)
+    return run_dir, run

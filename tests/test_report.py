@@ -9,10 +9,10 @@ import json
 import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import logged_comparison_offline
 from sweeps import GROUP, make_job, write_multirun
 
 from harness.errors import HarnessError
@@ -182,18 +182,8 @@ def test_harness_report_command(complete_sweep: Path, tmp_path: Path) -> None:
 
 
 def test_comparison_is_logged_as_a_wandb_run_offline(complete_sweep: Path, tmp_path: Path) -> None:
-    from harness.report.publish import log_comparison
-    from plugins.loggers.wandb import read_offline_run
-
     report = build_report(complete_sweep)
-    wandb_dir = tmp_path / "wandb_out"
-    log_comparison(report, {"_target_": "plugins.loggers.wandb.WandbLogger", "dir": str(wandb_dir), "mode": "offline"})
-    (run_dir,) = (wandb_dir / "wandb").glob("offline-run-*")
-    run = read_offline_run(run_dir)
-    deadline = time.monotonic() + 30
-    while not run["history"] and time.monotonic() < deadline:  # W&B's service may still be writing the file
-        time.sleep(0.5)
-        run = read_offline_run(run_dir)
+    run_dir, run = logged_comparison_offline(report, tmp_path / "wandb_out")
     assert (run["job_type"], run["group"], run["name"]) == ("comparison", GROUP, "handmade-comparison")
     logged = {key: value for row in run["history"] for key, value in row.items()}  # media: nested keys, flattened
     assert logged["comparison/table/_type"] == "table-file" and logged["comparison/table/nrows"] == 3

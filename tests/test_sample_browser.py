@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import logged_comparison_offline
 from smoke_sweep import shared_smoke_sweep
 
 from harness.report import Report, build_report
@@ -306,17 +307,7 @@ def test_markup_in_completions_and_prompts_stays_text(smoke, page, tmp_path: Pat
 
 # -- (3) the W&B table ------------------------------------------------------------------------------------------
 def test_samples_reach_wandb_as_a_table_with_one_column_per_method(rebuilt: Report, tmp_path: Path) -> None:
-    from harness.report.publish import log_comparison
-    from plugins.loggers.wandb import read_offline_run
-
-    wandb_dir = tmp_path / "wandb_out"
-    log_comparison(rebuilt, {"_target_": "plugins.loggers.wandb.WandbLogger", "dir": str(wandb_dir), "mode": "offline"})
-    (run_dir,) = (wandb_dir / "wandb").glob("offline-run-*")
-    run = read_offline_run(run_dir)
-    deadline = time.monotonic() + 30
-    while not run["history"] and time.monotonic() < deadline:  # W&B's service may still be writing the file
-        time.sleep(0.5)
-        run = read_offline_run(run_dir)
+    run_dir, run = logged_comparison_offline(rebuilt, tmp_path / "wandb_out")
     logged = {key: value for row in run["history"] for key, value in row.items()}
     assert logged["comparison/samples/_type"] == "table-file" and logged["comparison/samples/nrows"] == 32
     table = json.loads((run_dir / "files" / logged["comparison/samples/path"]).read_text())
