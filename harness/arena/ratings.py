@@ -272,10 +272,9 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
 
 
 def _score(row: Mapping[str, Any], key: str) -> float | None:
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    from harness.report.samples import number
+
+    return number(row.get(key))
 
 
 def _shown_row(rows: SampleRows, method: str, vote: Vote, completion: str) -> Mapping[str, Any] | None:

@@ -4,7 +4,6 @@ comparison.md, report.html and the W&B comparison run. The numbers come from har
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,6 @@ from harness.arena.ratings import (
 )
 from harness.arena.votes import Vote
 from harness.report.sections import Section
-from harness.results import SAMPLES_FILE
 
 KEY, TITLE = "human", "Human suite: blind side-by-side votes"
 COLUMNS = ["method", "rating", "rating_low", "rating_high", "win_rate", "votes", "wins", "ties", "losses"]
@@ -42,18 +40,15 @@ def sweep_votes(sweep_dir: Path) -> list[Vote]:
 
 def sample_rows(comparison: Any) -> SampleRows:
     """method -> seed -> that job's samples.jsonl rows (the complete jobs that wrote them), read once per method."""
+    from harness.report.samples import job_samples
+
     groups = {group.label: group for group in comparison.groups}
     cache: dict[str, dict[int, list[dict[str, Any]]]] = {}
 
     def rows(method: str) -> dict[int, list[dict[str, Any]]]:
         if method not in cache:
-            group = groups.get(method)
-            jobs = group.complete if group is not None else []
-            cache[method] = {
-                int(job.seed): [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-                for job in jobs
-                if job.dir is not None and (path := job.dir / SAMPLES_FILE).exists() and str(job.seed).isdigit()
-            }
+            jobs = job_samples([groups[method]])[0] if method in groups else []
+            cache[method] = {int(job.seed): job.rows for job in jobs if job.seed.isdigit()}
         return cache[method]
 
     return rows

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import json
 import random
 import secrets
 import socket
@@ -69,35 +68,21 @@ class Method:
     samples: dict[int, list[dict[str, Any]]]  # seed -> rows of that job's samples.jsonl
 
 
-def _seed(text: str, fallback: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return fallback
-
-
 def load_methods(sweep_dir: Path) -> dict[str, Method]:
     """Every group of the sweep with at least one complete job that wrote samples, by its report label."""
     from harness.report.aggregate import load_sweep
+    from harness.report.samples import job_samples, prompt_text
 
     methods: dict[str, Method] = {}
-    for group in load_sweep(sweep_dir).groups:
-        samples: dict[int, list[dict[str, Any]]] = {}
-        for number, job in enumerate(group.complete):
-            path = job.dir / SAMPLES_FILE if job.dir is not None else None
-            if path is None or not path.exists():
-                continue
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            samples[_seed(job.seed, number)] = [
-                {"prompt": _text(row.get("prompt")), "completion": _text(row.get("completion"))} for row in rows
-            ]
-        if samples:
-            methods[group.label] = Method(group.label, samples)
+    for job in job_samples(load_sweep(sweep_dir).groups)[0]:
+        method = methods.setdefault(job.method, Method(job.method, {}))
+        # a seed that is not a number (hand-made folders) is numbered in order of appearance
+        seed = int(job.seed) if job.seed.lstrip("-").isdigit() else len(method.samples)
+        method.samples[seed] = [
+            {"prompt": prompt_text(row.get("prompt")), "completion": prompt_text(row.get("completion"))}
+            for row in job.rows
+        ]
     return methods
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def shared_prompts(methods: dict[str, Method]) -> dict[int, str]:

@@ -213,11 +213,12 @@ def read_samples(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(comparison: Any) -> SampleTable | None:
-    """The samples of every complete job of the comparison, lined up (None: no job has samples)."""
+def job_samples(groups: Sequence[Any]) -> tuple[list[JobSamples], list[str]]:
+    """The samples.jsonl of every complete job of `groups` (the report's groups), and a note per job left out (no
+    file, or one that does not read). What the sample browser, the arena and its human suite all read."""
     jobs: list[JobSamples] = []
     notes: list[str] = []
-    for group in comparison.groups:
+    for group in groups:
         for job in group.complete:
             path = Path(job.dir) / SAMPLES_FILE if job.dir is not None else None
             name = Path(job.dir).name if job.dir is not None else f"{group.label} seed {job.seed}"
@@ -229,7 +230,13 @@ def collect(comparison: Any) -> SampleTable | None:
             except (OSError, ValueError) as error:
                 notes.append(f"{name}: left out: {error}")
                 continue
-            jobs.append(JobSamples(group.label, job.seed, rows, name))
+            jobs.append(JobSamples(group.label, str(job.seed), rows, name))
+    return jobs, notes
+
+
+def collect(comparison: Any) -> SampleTable | None:
+    """The samples of every complete job of the comparison, lined up (None: no job has samples)."""
+    jobs, notes = job_samples(comparison.groups)
     if not jobs:
         return None
     table = align(jobs)
