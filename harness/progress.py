@@ -10,8 +10,8 @@ is a no-op, so the core calls them freely and a plugin never needs to:
         progress.steps("train", total=120)  # a counted activity within it (the trainer callback, our PPO loop)
         progress.step(40)                   # written at most a few times a second
 
-Only the standard library at import: the launcher imports this module in every `harness` process (Hydra scans its
-plugins).
+Only the standard library (and harness.io, which needs no more) at import: the launcher imports this module in
+every `harness` process (Hydra scans its plugins).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+
+from harness.io import atomic_write_text
 
 VIEW_ENV = "HARNESS_SWEEP_VIEW"  # set by the launcher, for its jobs: the folder of their progress files
 LIVE_FOLDER = ".live"  # <sweep_dir>/.live/<job_num>.json
@@ -57,10 +59,8 @@ class Report:
         if not force and now - self.written < MIN_INTERVAL:  # the next step or stage writes the latest count
             return
         state = {**self.state, **self.frames[-1], "updated": now}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:  # atomic: the launcher reads either the old report or the new one
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(state), durable=False)
         except OSError:  # the view is a convenience: a job never fails because of it
             return
         self.written = now
