@@ -107,7 +107,7 @@ class Group:
         return {
             job.seed: float(job.metrics[metric])
             for job in self.complete
-            if metric in job.metrics and _finite(job.metrics[metric])
+            if metric in job.metrics and finite(job.metrics[metric])
         }
 
     def summary(self, metric: str) -> Summary | None:
@@ -115,7 +115,8 @@ class Group:
         return summarise(values, bounds=self.bounds.get(metric)) if values else None
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """A finite number (a bool is a verdict, not a number to average or plot)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.report.aggregate import CONFIDENCE, Bounds, Group, Job, Summary, summarise
+from harness.report.aggregate import CONFIDENCE, Bounds, Group, Job, Summary, finite, summarise
 
 DEFAULT_KL_BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0)  # nats; the ones the data reaches are shown
 MAX_FALLBACK_BUDGETS = 5
@@ -190,13 +190,9 @@ class MethodFrontier:
         return AtBudget(self.method, budget, values, len(self.seeds), below, beyond, summary)
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _point(metrics: dict[str, Any], reward_key: str, kl_key: str) -> Point | None:
     reward, kl = metrics.get(reward_key), metrics.get(kl_key)
-    return (float(kl), float(reward)) if _finite(reward) and _finite(kl) else None
+    return (float(kl), float(reward)) if finite(reward) and finite(kl) else None
 
 
 def final_point(job: Job, reward_key: str, kl_key: str) -> Point | None:
@@ -208,7 +204,7 @@ def trajectory_points(job: Job, reward_key: str, kl_key: str) -> list[Point]:
     entries = job.result.get("trajectory") or []
     ordered = sorted(
         (entry for entry in entries if isinstance(entry, dict)),
-        key=lambda entry: entry.get("step") if _finite(entry.get("step")) else math.inf,
+        key=lambda entry: entry.get("step") if finite(entry.get("step")) else math.inf,
     )
     return [point for entry in ordered if (point := _point(entry.get("metrics") or {}, reward_key, kl_key))]
 
@@ -253,7 +249,7 @@ def choose_budgets(
     def reached(budget: float) -> bool:
         return any(seed.reach(budget) == REACHES for method in methods for seed in method.seeds.values())
 
-    defaults = sorted({*DEFAULT_KL_BUDGETS, *(b for b in extra if _finite(b) and b > 0)})
+    defaults = sorted({*DEFAULT_KL_BUDGETS, *(b for b in extra if finite(b) and b > 0)})
     if chosen := [budget for budget in defaults if reached(budget)]:
         return chosen, "default"
     powers = [2.0**k for k in range(-12, 13) if reached(2.0**k)]
@@ -434,7 +430,7 @@ def equal_kl(comparison: Any, budgets: Sequence[float] | None = None) -> EqualKL
         return None
     asked = budgets if budgets is not None else getattr(comparison, "kl_budgets", None)
     job_budgets = [
-        float(b) for job in comparison.sweep.jobs if _finite(b := (job.result.get("config") or {}).get("kl_budget"))
+        float(b) for job in comparison.sweep.jobs if finite(b := (job.result.get("config") or {}).get("kl_budget"))
     ]
     chosen, source = choose_budgets(methods, asked, job_budgets)
     at = {(m.method, b): m.at(b) for m in methods for b in chosen}

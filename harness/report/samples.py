@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.report.aggregate import finite
 from harness.report.sections import Section
 from harness.results import SAMPLES_FILE
 
@@ -105,9 +106,7 @@ class SampleTable:
 
 def number(value: Any) -> float | None:
     """A finite number as float; None for anything else (a bool is a verdict, not a score to take a spread of)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+    return float(value) if finite(value) else None
 
 
 def disagreement(scores: Sequence[float | None]) -> float | None:
