@@ -33,7 +33,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from harness.errors import HarnessError
-from harness.stages import MARKER, META, USE, check_files
+from harness.stages import MARKER, META, USE, check_files, human
 
 PRUNING = ".pruning-"  # `<key>.pruning-<pid>`: a stage a prune took out of the cache and is deleting
 
@@ -104,14 +104,6 @@ def users(results: Path) -> dict[tuple[str, str], tuple[set[str], float]]:
             owners.add(owner)
             used[key] = (owners, max(newest, finished))
     return used
-
-
-def human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 def list_stages(cache: Path, results: Path) -> list[CachedStage]:

@@ -140,10 +140,17 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def human(size: float) -> str:
+    """A size in bytes as people read it: `512 B`, `1.5 KB`, `3.2 GB` (the disk-full error, harness-cache)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
 def where_full(path: Path) -> tuple[Path, str]:
     """The mount point `path` is on, and how much is free there (for the disk-full error)."""
-    from harness.cache_cli import human
-
     mount = _existing(path.absolute())
     while not os.path.ismount(mount) and mount != mount.parent:
         mount = mount.parent
