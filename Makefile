@@ -1,7 +1,7 @@
 # alignment-harness
 #   make demo    set up, then run the default comparison (experiment=compare, about 8 minutes on 2 cores)
 #   make test    set up, then run the test suite
-#   make bench   set up, then run the benchmarks (bench/; ~30 minutes) -> results/bench/summary.json and .md
+#   make bench   set up, then run the benchmarks (bench/; about 45 minutes) -> results/bench/summary.json and .md
 #   make setup   create .venv with the pinned stack (fast when already done)
 
 PYTHON ?= python3
@@ -14,7 +14,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_M
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: setup demo test bench lint browser clean-results
+.PHONY: setup demo test docs bench lint browser clean-results
 
 setup: $(STAMP)
 
@@ -34,7 +34,12 @@ demo: setup
 # module fixtures (shared trained stages) are built once
 test: setup browser
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory docs
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+
+# The documentation site (mkdocs.yml: docs/ -> results/docs-site/); strict, so a broken link or anchor is an error
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
 
 # Headless Chromium for the browser check of report.html, from Debian (Playwright's own browser download host is
 # out of reach). Best effort: where it cannot be installed the browser test skips and says why.
