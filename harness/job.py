@@ -27,10 +27,13 @@ from harness.results import (
     RESULT_FILE,
     SAMPLES_FILE,
     TRAIN_LOG_FILE,
+    Cost,
+    Result,
+    StageRecord,
+    TrajectoryPoint,
     peak_memory_mb,
     redact,
     reset_peak_memory,
-    write_result,
 )
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
 from harness.versions import stack_versions
@@ -116,10 +119,10 @@ class Job:
             return None
         return objective_value(metrics, objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
 
-    def evaluate_along(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> list[dict[str, Any]]:
+    def evaluate_along(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> list[TrajectoryPoint]:
         """Each snapshot of the policy's training (harness.snapshots), evaluated exactly as the final policy:
         result.json's `trajectory`, in training order."""
-        trajectory = []
+        trajectory: list[TrajectoryPoint] = []
         for number, snapshot in enumerate(policy.snapshots if suites else []):
             progress.steps("snapshot", total=len(policy.snapshots), done=number, unit="")
             at = dataclasses.replace(
@@ -131,7 +134,7 @@ class Job:
                 snapshots=[],
             )
             metrics, _ = self.evaluate(run, at, suites, {}, samples=False)
-            trajectory.append({"step": snapshot.step, "fraction": round(snapshot.fraction, 6), "metrics": metrics})
+            trajectory.append(TrajectoryPoint(snapshot.step, round(snapshot.fraction, 6), metrics))
             log.info("snapshot at step %d (%.0f%% of training): %s", snapshot.step, 100 * snapshot.fraction,
                      ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items())))
         return trajectory
@@ -210,59 +213,59 @@ class Job:
         metrics: dict[str, float] | None = None,
         tokens_generated: int = 0,
         error: BaseException | None = None,
-        trajectory: list[dict[str, Any]] | None = None,
+        trajectory: list[TrajectoryPoint] | None = None,
     ) -> Path:
         path = self.output_dir / RESULT_FILE
         if not distributed.is_main():  # one result per job, however many processes ran it
             return path
         stages = run.stages if run else {}
-        cost: dict[str, Any] = {
-            "wall_s": {**{name: round(out.seconds, 3) for name, out in stages.items()}, **wall},
-            "built_now": {name: out.built_now for name, out in stages.items()},
-            "tokens_trained": {
+        cost = Cost(
+            wall_s={**{name: round(out.seconds, 3) for name, out in stages.items()}, **wall},
+            built_now={name: out.built_now for name, out in stages.items()},
+            tokens_trained={
                 name: int(out.metrics["tokens_trained"])
                 for name, out in stages.items()
                 if "tokens_trained" in out.metrics
             },
             # parameters each training stage updated (all of them, or a LoRA adapter's), beside the model's total
-            "trainable_parameters": {
+            trainable_parameters={
                 name: [int(out.metrics["trainable_parameters"]), int(out.metrics.get("total_parameters", 0))]
                 for name, out in stages.items()
                 if "trainable_parameters" in out.metrics
             },
-            "tokens_generated": tokens_generated,
-            "peak_memory_mb": round(peak_memory_mb(), 1),
-        }
-        cost["wall_s"]["job"] = round(time.time() - self.started, 3)
-        result = {
-            "status": status,
-            "error": None if error is None else _describe(error),
-            "experiment": self.cfg.experiment_name,
-            "algorithm": self.cfg.algorithm.name,
-            "seed": self.cfg.seed,
-            "name": self.identity["name"],
-            "group": self.identity["group"],
-            "overrides": self.identity["overrides"],
-            "config": self.config,
-            "metrics": metrics or {},
+            tokens_generated=tokens_generated,
+            peak_memory_mb=round(peak_memory_mb(), 1),
+        )
+        cost.wall_s["job"] = round(time.time() - self.started, 3)
+        result = Result(
+            status=status,
+            error=None if error is None else _describe(error),
+            experiment=self.cfg.experiment_name,
+            algorithm=self.cfg.algorithm.name,
+            seed=self.cfg.seed,
+            name=self.identity["name"],
+            group=self.identity["group"],
+            overrides=self.identity["overrides"],
+            config=self.config,
+            metrics=metrics or {},
             # the policy along its training, evaluated as the final one (harness.snapshots); [] without snapshots
-            "trajectory": trajectory or [],
-            "headline": self.headline,  # the comparison's leading columns, as the suites declared them
-            "curves": self.curves,  # the training curves the algorithm declared worth plotting
-            "cost": cost,
-            "stages": stage_summary(stages),
+            trajectory=list(trajectory or []),
+            headline=self.headline,  # the comparison's leading columns, as the suites declared them
+            curves=self.curves,  # the training curves the algorithm declared worth plotting
+            cost=cost,
+            stages={name: StageRecord.from_dict(record) for name, record in stage_summary(stages).items()},
             # a stage whose killed build this job resumed, and the step it resumed from
-            "resumed": any(out.built_now and "resumed_from_step" in out.metrics for out in stages.values()),
-            "resumed_from": {
+            resumed=any(out.built_now and "resumed_from_step" in out.metrics for out in stages.values()),
+            resumed_from={
                 name: int(out.metrics["resumed_from_step"])
                 for name, out in stages.items()
                 if out.built_now and "resumed_from_step" in out.metrics
             },
-            "versions": stack_versions(),
-            "started_at": _timestamp(self.started),
-            "finished_at": _timestamp(time.time()),
-        }
-        return write_result(self.output_dir, result)
+            versions=stack_versions(),
+            started_at=_timestamp(self.started),
+            finished_at=_timestamp(time.time()),
+        )
+        return result.write(self.output_dir)
 
 
 def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str, Any]]]:

@@ -18,6 +18,7 @@ from harness.errors import HarnessError
 from harness.report import build_report
 from harness.report.cli import parse_args, run
 from harness.report.tables import declared_headline
+from harness.results import Result
 
 MY_SCORE = [{"key": "eval/mysuite/score", "label": "my score", "better": "higher", "digits": 3, "role": None}]
 
@@ -53,13 +54,13 @@ def test_a_suite_declared_only_in_result_json_leads_the_table(tmp_path: Path) ->
 def test_headline_union_is_ordered_by_order_then_first_seen() -> None:
     first = [{"key": "eval/a/x", "label": "x"}, {"key": "eval/b/y", "label": "y", "order": 2}]
     second = [{"key": "eval/c/z", "label": "z", "order": 1}, {"key": "eval/a/x", "label": "other label"}]
-    headline = declared_headline([{"headline": first}, {"headline": second}])
+    headline = declared_headline([Result(headline=first), Result(headline=second)])
     assert [(m.key, m.label) for m in headline] == [("eval/c/z", "z"), ("eval/b/y", "y"), ("eval/a/x", "x")]
 
 
 def test_repository_suites_keep_the_reading_order() -> None:
     """config.yaml evaluates [gold, kl, diversity, win_rate]; the table still reads as it always has."""
-    labels = [m.label for m in declared_headline([{"headline": suite_headline()}])]
+    labels = [m.label for m in declared_headline([Result(headline=suite_headline())])]
     assert labels == [
         "gold reward",
         "win rate",
@@ -70,7 +71,7 @@ def test_repository_suites_keep_the_reading_order() -> None:
         "distinct-2 per prompt",  # declared; measured only with eval.diversity.per_prompt (experiment=kirk)
         "distinct-2 across prompts",
     ]
-    roles = {m.role: m.key for m in declared_headline([{"headline": suite_headline()}]) if m.role}
+    roles = {m.role: m.key for m in declared_headline([Result(headline=suite_headline())]) if m.role}
     assert roles == {"quality": "eval/gold/reward", "divergence": "eval/kl/seq_kl", "proxy": "eval/gold/proxy_reward"}
 
 

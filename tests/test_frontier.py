@@ -32,6 +32,7 @@ from harness.report.frontier import (
     pareto,
     trajectory_points,
 )
+from harness.results import Result
 
 REWARD, KL = "eval/gold/reward", "eval/kl/seq_kl"
 T_975_DF2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom
@@ -170,7 +171,7 @@ def _job(metrics: dict[str, float], trajectory: list | None = None, seed: int = 
     result = {"algorithm": "ppo", "seed": seed, "metrics": metrics}
     if trajectory is not None:
         result["trajectory"] = trajectory
-    return Job({"algorithm": "ppo", "seed": str(seed)}, "complete", result)
+    return Job({"algorithm": "ppo", "seed": str(seed)}, "complete", Result.from_dict(result))
 
 
 def test_checkpoints_along_training_are_points_of_the_frontier() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.results import RESULT_FILE, TRAIN_LOG_FILE, is_compared, read_results
+from harness.results import RESULT_FILE, TRAIN_LOG_FILE, Result, is_compared, read_all
 
 CONFIDENCE = 0.95
 ALPHA = 0.05  # significance level of the pairwise tests (Holm family-wise) and of the seeds-needed calculation
@@ -46,17 +46,19 @@ class Job:
 
     params: dict[str, str]  # swept key -> value, seed included
     status: str  # complete | failed | missing
-    result: dict[str, Any] = field(default_factory=dict)
+    result: Result | None = None  # None: missing (no result.json)
     dir: Path | None = None
     reason: str = ""  # why a job failed or is missing
 
     @property
     def seed(self) -> str:
-        return self.params.get("seed", str(self.result.get("seed", "")))
+        if "seed" in self.params:
+            return self.params["seed"]
+        return "" if self.result is None or self.result.seed is None else str(self.result.seed)
 
     @property
     def metrics(self) -> dict[str, float]:
-        return self.result.get("metrics", {})
+        return self.result.metrics if self.result is not None else {}
 
 
 @dataclass
@@ -295,7 +297,8 @@ class Sweep:
         grouping = [key for key in self.swept if key not in ("algorithm", "seed", "method", "+method")]
         groups: dict[tuple, Group] = {}
         for job in self.jobs:
-            algorithm = job.params.get("algorithm") or job.result.get("algorithm") or "?"
+            recorded = job.result.algorithm if job.result is not None else None
+            algorithm = job.params.get("algorithm") or recorded or "?"
             params = {key: job.params[key] for key in grouping if key in job.params}
             key = (algorithm, *params.items())
             if key not in groups:
@@ -356,7 +359,7 @@ def load_sweep(root: Path) -> Sweep:
     root = Path(root)
     if not root.is_dir():
         raise HarnessError(f"harness-report: {root} is not a directory (expected a sweep folder of result.json files)")
-    results = read_results(root)
+    results = read_all(root)
     multirun_path = root / MULTIRUN_FILE
     jobs: list[Job] = []
     multirun: dict[str, Any] = {}
@@ -369,25 +372,24 @@ def load_sweep(root: Path) -> Sweep:
         swept, expected = _varying_keys(results), []
     seen: set[tuple] = set()
     for result in results:
-        params = _job_params(result.get("overrides", []))
-        params.setdefault("algorithm", str(result.get("algorithm")))
-        params.setdefault("seed", str(result.get("seed")))
+        params = _job_params(result.overrides)
+        params.setdefault("algorithm", str(result.algorithm))
+        params.setdefault("seed", str(result.seed))
         params = {key: params[key] for key in swept if key in params} or params
         seen.add(tuple(sorted(params.items())))
-        status = result.get("status", "complete")
-        jobs.append(Job(params, status, result, Path(result["dir"]), result.get("error") or ""))
+        jobs.append(Job(params, result.status, result, result.dir, result.error or ""))
     unfinished = _unfinished_dirs(root, swept)
     for combo in expected:
         if (identity := tuple(sorted(combo.items()))) not in seen:
             folder = unfinished.get(identity)
             reason = f"no result.json in {folder.name}: killed or still running" if folder else "never started"
-            jobs.append(Job(dict(combo), "missing", {}, folder, reason))
+            jobs.append(Job(dict(combo), "missing", None, folder, reason))
     jobs.sort(key=lambda job: _job_order(job, expected))
     if not jobs:
         raise HarnessError(f"harness-report: no {RESULT_FILE} under {root} and no {MULTIRUN_FILE} naming jobs")
     complete = [job for job in jobs if job.status == "complete"]
-    config = complete[0].result.get("config", {}) if complete else {}
-    experiment = next((job.result.get("experiment") for job in jobs if job.result), None) or root.parent.name
+    config = complete[0].result.config if complete else {}
+    experiment = next((job.result.experiment for job in jobs if job.result is not None), None) or root.parent.name
     baseline = recorded_baseline(multirun) or next(
         (found for job in jobs if job.dir is not None and (found := _job_baseline(job.dir))), None
     )
@@ -460,11 +462,11 @@ def _job_order(job: Job, expected: list[dict[str, str]]) -> tuple[int, int, str]
     return position, int(number) if number.isdigit() else 1 << 30, name
 
 
-def _varying_keys(results: list[dict[str, Any]]) -> list[str]:
+def _varying_keys(results: list[Result]) -> list[str]:
     """Without `multirun.yaml`: the override keys whose values differ across jobs, plus algorithm and seed."""
     seen: dict[str, set[str]] = {}
     for result in results:
-        for key, value in _job_params(result.get("overrides", [])).items():
+        for key, value in _job_params(result.overrides).items():
             seen.setdefault(key, set()).add(value)
     varying = [key for key, values in seen.items() if len(values) > 1 and key not in ("algorithm", "seed")]
     return ["algorithm", "seed", *varying]
@@ -490,9 +492,9 @@ def training_history(job: Job) -> list[dict[str, float]]:
     candidates = []
     if job.dir is not None:
         candidates.append(job.dir / TRAIN_LOG_FILE)
-    stage = job.result.get("stages", {}).get(job.result.get("algorithm", ""))
-    if stage and stage.get("path"):
-        candidates.append(Path(stage["path"]) / "log_history.jsonl")
+    stage = job.result.stages.get(job.result.algorithm or "") if job.result is not None else None
+    if stage and stage.path:
+        candidates.append(Path(stage.path) / "log_history.jsonl")
     for path in candidates:
         if path.exists():
             return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -201,12 +201,9 @@ def final_point(job: Job, reward_key: str, kl_key: str) -> Point | None:
 
 def trajectory_points(job: Job, reward_key: str, kl_key: str) -> list[Point]:
     """The job's checkpoints along training (result.json `trajectory`) as (KL, reward), in training order."""
-    entries = job.result.get("trajectory") or []
-    ordered = sorted(
-        (entry for entry in entries if isinstance(entry, dict)),
-        key=lambda entry: entry.get("step") if finite(entry.get("step")) else math.inf,
-    )
-    return [point for entry in ordered if (point := _point(entry.get("metrics") or {}, reward_key, kl_key))]
+    entries = job.result.trajectory if job.result is not None else []
+    ordered = sorted(entries, key=lambda entry: entry.step if finite(entry.step) else math.inf)
+    return [point for entry in ordered if (point := _point(entry.metrics, reward_key, kl_key))]
 
 
 # Swept settings that move a method along its frontier rather than make it another method: the shared knob, and
@@ -430,7 +427,9 @@ def equal_kl(comparison: Any, budgets: Sequence[float] | None = None) -> EqualKL
         return None
     asked = budgets if budgets is not None else getattr(comparison, "kl_budgets", None)
     job_budgets = [
-        float(b) for job in comparison.sweep.jobs if finite(b := (job.result.get("config") or {}).get("kl_budget"))
+        float(b)
+        for job in comparison.sweep.jobs
+        if job.result is not None and finite(b := job.result.config.get("kl_budget"))
     ]
     chosen, source = choose_budgets(methods, asked, job_budgets)
     at = {(m.method, b): m.at(b) for m in methods for b in chosen}

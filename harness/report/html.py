@@ -86,7 +86,7 @@ def render(comparison: Comparison, figures: Mapping[str, bytes], sections: Seque
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     generation = sweep.config.get("generation", {})
     sampling = ", ".join(f"{key}={value}" for key, value in generation.items()) or "not recorded"
-    versions = next((job.result.get("versions", {}) for job in sweep.jobs if job.result), {})
+    versions = next((job.result.versions for job in sweep.jobs if job.result is not None), {})
     stack = ", ".join(f"{name} {version}" for name, version in versions.items())
     parts = [
         "<!doctype html>",

@@ -261,7 +261,7 @@ def cost_bars(comparison: Comparison) -> bytes | None:
     stage_names: list[str] = []
     for group in comparison.groups:
         for job in group.complete:
-            for name in job.result.get("stages", {}):
+            for name in job.result.stages:
                 if name not in stage_names:
                     stage_names.append(name)
     stage_names.append("eval")
@@ -288,9 +288,7 @@ def cost_bars(comparison: Comparison) -> bytes | None:
 
 def _mean_wall(group: Group, stage: str) -> float:
     values = [
-        float(job.result.get("cost", {}).get("wall_s", {}).get(stage, 0.0))
-        if stage == "eval" or stage in job.result.get("stages", {})
-        else 0.0
+        float(job.result.cost.wall_s.get(stage, 0.0)) if stage == "eval" or stage in job.result.stages else 0.0
         for job in group.complete
     ]
     return float(np.mean(values)) if values else 0.0

@@ -16,9 +16,9 @@ log = logging.getLogger("harness")
 
 def sweep_identity(report: Report) -> dict[str, Any]:
     """The W&B group and logger config (`_target_` included) the sweep's jobs used, read from their result.json."""
-    with_result = [job.result for job in report.sweep.jobs if job.result]
-    group = next((result.get("group") for result in with_result if result.get("group")), report.sweep.experiment)
-    logger = next((result.get("config", {}).get("logger") for result in with_result), None) or {}
+    with_result = [job.result for job in report.sweep.jobs if job.result is not None]
+    group = next((result.group for result in with_result if result.group), report.sweep.experiment)
+    logger = next((result.config.get("logger") for result in with_result), None) or {}
     return {"group": group, "logger": logger}
 
 

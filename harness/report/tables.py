@@ -21,6 +21,7 @@ import functools
 import io
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +42,7 @@ from harness.report.aggregate import (
     paired,
     seeds_needed,
 )
+from harness.results import Result
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,12 @@ class Curve:
     role: str | None = None
 
 
-def declared_headline(results: list[dict[str, Any]]) -> list[Metric]:
+def declared_headline(results: Iterable[Result]) -> list[Metric]:
     """The headline columns the jobs' suites declared (result.json `headline`): their union, first declaration
     of a key wins, ordered by `order` where given (the rest after, in the order first seen)."""
     entries: dict[str, dict[str, Any]] = {}
     for result in results:
-        for entry in result.get("headline") or []:
+        for entry in result.headline:
             entries.setdefault(entry["key"], entry)
     ordered = sorted(entries.values(), key=lambda e: math.inf if e.get("order") is None else e["order"])
     fields = ("better", "digits", "role", "note")
@@ -81,11 +83,11 @@ def declared_headline(results: list[dict[str, Any]]) -> list[Metric]:
     ]
 
 
-def declared_curves(results: list[dict[str, Any]]) -> list[Curve]:
+def declared_curves(results: Iterable[Result]) -> list[Curve]:
     """The training curves the jobs' algorithms declared (result.json `curves`), their union in order."""
     curves: dict[str, Curve] = {}
     for result in results:
-        for entry in result.get("curves") or []:
+        for entry in result.curves:
             curves.setdefault(entry["key"], Curve(entry["key"], entry.get("label") or entry["key"], entry.get("role")))
     return list(curves.values())
 
@@ -140,20 +142,21 @@ COST = [
 def cost_metrics(job: Job) -> dict[str, float]:
     """Flat cost numbers of one job. `train_s` is the algorithm's own stage (0 when it trains nothing, as
     best-of-n); `pipeline_s` adds every stage it stands on (data, base model, starting point, reward model) as built."""
-    cost = job.result.get("cost", {})
-    wall = cost.get("wall_s", {})
-    own = job.result.get("algorithm", "")
-    stages = set(job.result.get("stages", {}))
+    result = job.result or Result()
+    cost = result.cost
+    wall = cost.wall_s
+    own = result.algorithm or ""
+    stages = set(result.stages)
     flat: dict[str, float] = {
         "cost/train_s": float(wall.get(own, 0.0)) if own in stages else 0.0,
         "cost/eval_s": float(wall.get("eval", math.nan)),
         "cost/pipeline_s": float(sum(seconds for name, seconds in wall.items() if name in stages)),
         # a stage whose trainer counts no tokens (TRL's ORPO, CPO) has none on record: unknown, not zero
-        "cost/tokens_trained": float(cost.get("tokens_trained", {}).get(own, math.nan if own in stages else 0)),
-        "cost/tokens_generated": float(cost.get("tokens_generated", math.nan)),
-        "cost/peak_memory_mb": float(cost.get("peak_memory_mb", math.nan)),
+        "cost/tokens_trained": float(cost.tokens_trained.get(own, math.nan if own in stages else 0)),
+        "cost/tokens_generated": _recorded(cost.tokens_generated),
+        "cost/peak_memory_mb": _recorded(cost.peak_memory_mb),
     }
-    trainable = cost.get("trainable_parameters", {})
+    trainable = cost.trainable_parameters
     if own in trainable:  # [trainable, total] of the algorithm's own stage (results before LoRA have none)
         flat["cost/trainable_parameters"] = float(trainable[own][0])
     elif own not in stages:
@@ -163,9 +166,15 @@ def cost_metrics(job: Job) -> dict[str, float]:
     return flat
 
 
+def _recorded(count: float | None) -> float:
+    """A count of the job's cost as a number; NaN where the result has none on record."""
+    return math.nan if count is None else float(count)
+
+
 def _with_cost(group: Group) -> None:
     for job in group.complete:
-        job.result.setdefault("metrics", {}).update(cost_metrics(job))
+        if job.result is not None:
+            job.result.metrics.update(cost_metrics(job))
 
 
 def metric_keys(groups: list[Group], headline: list[Metric]) -> list[str]:
@@ -243,7 +252,7 @@ def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] |
         _with_cost(group)
     asked = sweep.baseline if baseline is None else baseline
     labels = {group.label for group in groups}
-    results = [job.result for job in sweep.jobs if job.result]
+    results = [job.result for job in sweep.jobs if job.result is not None]
     headline = name_judges(declared_headline(results) or undeclared_headline(groups), groups)
     bounds = {metric.key: metric.bounds for metric in headline if metric.bounds is not None}
     for group in groups:  # every summary of these groups (table, CSV, plots) keeps to the declared bounds
