@@ -19,28 +19,29 @@ from typing import Any
 
 from bench.common import HARNESS, OUT, run_timed
 from harness.io import atomic_write_json
+from harness.results import Result
 
 FOLDER = OUT / "demo"
 
 
-def breakdown(results: list[dict[str, Any]]) -> dict[str, Any]:
+def breakdown(results: list[Result]) -> dict[str, Any]:
     """Seconds per stage build and per evaluation part, summed over the sweep's jobs."""
     stages: dict[str, list[float]] = defaultdict(list)
     evaluation: dict[str, float] = defaultdict(float)
     per_algorithm: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for result in results:
-        cost = result["cost"]
-        for name, seconds in cost["wall_s"].items():
-            if cost["built_now"].get(name):
+        cost = result.cost
+        for name, seconds in cost.wall_s.items():
+            if cost.built_now.get(name):
                 stages[name].append(seconds)
             elif name.startswith("eval"):
                 evaluation[name] += seconds
-        per_algorithm[result["algorithm"]]["job_s"].append(cost["wall_s"]["job"])
-        per_algorithm[result["algorithm"]]["eval_s"].append(cost["wall_s"].get("eval", 0.0))
-        per_algorithm[result["algorithm"]]["peak_memory_mb"].append(cost["peak_memory_mb"])
-        gold = result["metrics"].get("eval/gold/reward")
+        per_algorithm[result.algorithm]["job_s"].append(cost.wall_s["job"])
+        per_algorithm[result.algorithm]["eval_s"].append(cost.wall_s.get("eval", 0.0))
+        per_algorithm[result.algorithm]["peak_memory_mb"].append(cost.peak_memory_mb)
+        gold = result.metrics.get("eval/gold/reward")
         if gold is not None:
-            per_algorithm[result["algorithm"]]["gold_reward"].append(gold)
+            per_algorithm[result.algorithm]["gold_reward"].append(gold)
     return {
         "stage_builds": {
             name: {"builds": len(v), "total_s": sum(v), "mean_s": statistics.fmean(v)} for name, v in stages.items()
@@ -61,8 +62,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     timed = run_timed(
         [str(HARNESS), "-m", "experiment=compare", f"results_dir={FOLDER}", *args.overrides], log=FOLDER / "log.txt"
     )
-    results = [json.loads(path.read_text()) for path in sorted(FOLDER.glob("sweeps/*/*/*/result.json"))]
-    failed = [r["name"] for r in results if r["status"] != "complete"]
+    results = [Result.read(path) for path in sorted(FOLDER.glob("sweeps/*/*/*/result.json"))]
+    failed = [r.name for r in results if r.status != "complete"]
     if failed or (len(results) != 18 and not args.overrides):
         raise RuntimeError(f"the demo sweep did not complete: {len(results)} results, failed: {failed}")
     summary = {

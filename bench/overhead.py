@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.common import HARNESS, OUT, PYTHON, REPO, composed, last_json_line, make_run, median, run_timed
 from harness.io import atomic_write_json
+from harness.results import Result
 
 CACHE = OUT / "cache"
 
@@ -58,9 +59,9 @@ def prepare(algorithm: str, threads: int) -> tuple[dict[str, Any], list[str]]:
     return spec, overrides
 
 
-def harness_breakdown(result: dict[str, Any], process_wall: float, algorithm: str) -> dict[str, float]:
+def harness_breakdown(result: Result, process_wall: float, algorithm: str) -> dict[str, float]:
     """Where a harness job's time went, from its result.json and the process's wall time."""
-    wall = result["cost"]["wall_s"]
+    wall = result.cost.wall_s
     eval_parts = {k: v for k, v in wall.items() if k.startswith("eval/")}
     return {
         "process_s": process_wall,
@@ -72,7 +73,7 @@ def harness_breakdown(result: dict[str, Any], process_wall: float, algorithm: st
         "eval_s": wall["eval"],
         **{f"{k}_s": v for k, v in eval_parts.items()},
         "teardown_s": process_wall - wall["startup"] - wall["job"],
-        "train_runtime_s": result["stages"][algorithm]["metrics"]["train_runtime_s"],
+        "train_runtime_s": result.stages[algorithm].metrics["train_runtime_s"],
     }
 
 
@@ -93,13 +94,13 @@ def bench_algorithm(algorithm: str, reps: int, threads: int) -> dict[str, Any]:
             else:
                 shutil.rmtree(CACHE / algorithm, ignore_errors=True)  # the stage is trained again, every time
                 timed = run_timed([str(HARNESS), *overrides, f"results_dir={out}"], log=out / "log.txt")
-                result = json.loads(next(out.glob("runs/*/result.json")).read_text())
+                result = Result.read(next(out.glob("runs/*/result.json")))
                 harness_runs.append(
                     {
                         **harness_breakdown(result, timed.wall_s, algorithm),
                         "process_peak_rss_mb": timed.peak_rss_mb,
-                        "loss": result["stages"][algorithm]["metrics"].get("loss"),
-                        "global_step": result["stages"][algorithm]["metrics"]["global_step"],
+                        "loss": result.stages[algorithm].metrics.get("loss"),
+                        "global_step": result.stages[algorithm].metrics["global_step"],
                     }
                 )
             print(f"bench overhead: {algorithm} {side} rep {rep}: {timed.wall_s:.1f} s", flush=True)

@@ -33,6 +33,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from harness.errors import HarnessError
+from harness.results import Result
 from harness.stages import MARKER, META, USE, check_files, human
 
 PRUNING = ".pruning-"  # `<key>.pruning-<pid>`: a stage a prune took out of the cache and is deleting
@@ -89,14 +90,14 @@ def users(results: Path) -> dict[tuple[str, str], tuple[set[str], float]]:
     used: dict[tuple[str, str], tuple[set[str], float]] = {}
     for result_file in results.glob("**/result.json"):
         try:
-            result = json.loads(result_file.read_text())
-        except (OSError, ValueError):
+            result = Result.read(result_file)
+        except (OSError, ValueError):  # unreadable, or no JSON object: names no stage
             continue
         job = result_file.parent
         owner = str((job if job.parent.name == "runs" else job.parent).relative_to(results))  # a sweep, or one run
         finished = result_file.stat().st_mtime
-        for stage in (result.get("stages") or {}).values():
-            path = stage.get("path") if isinstance(stage, dict) else None
+        for stage in result.stages.values():
+            path = stage.path
             if not path:
                 continue
             key = (Path(path).parent.name, Path(path).name)
