@@ -13,6 +13,9 @@ TORCH := torch==2.13.0
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=offline WANDB_SILENT=true
 
 CHROMIUM := /usr/bin/chromium
+# The core's boundary (pyproject.toml [tool.importlinter]): plugins import harness.api only, no cycles in the core.
+# The example plugin package is checked too, from its source folder.
+IMPORT_CONTRACT := PYTHONPATH=examples/harness-example-plugin $(BIN)/lint-imports --no-cache
 
 .PHONY: setup demo test docs bench lint browser clean-results
 
@@ -30,10 +33,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(OFFLINE) $(BIN)/harness -m experiment=compare
 
-# ruff first (a clean clone once failed it); then the suite on both cores, each test file on one worker so its
-# module fixtures (shared trained stages) are built once
+# ruff and the import contract first (a clean clone once failed ruff), then the docs build; then the suite on both
+# cores, each test file on one worker so its module fixtures (shared trained stages) are built once
 test: setup browser
 	$(BIN)/ruff check .
+	$(IMPORT_CONTRACT)
 	$(MAKE) --no-print-directory docs
 	$(OFFLINE) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
@@ -58,6 +62,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(IMPORT_CONTRACT)
 
 clean-results:
 	rm -rf results/runs results/sweeps results/cache results/wandb results/smoke

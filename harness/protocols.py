@@ -152,6 +152,36 @@ class Run(Protocol):
         `parts`: stages it is made of (rounds): its cost includes theirs, and the job lists it in their place."""
         ...
 
+    def train_stage(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, StageOutput],
+        build: Callable[[Any], Mapping[str, Any] | None],
+        *,
+        start: StageOutput,
+        snapshots: bool | Sequence[float] = False,
+        parts: Sequence[StageOutput] = (),
+    ) -> StageOutput:
+        """A method's training as a cached stage: `build(stage)` gets a `harness.api.TrainingStage` (its folder, the
+        starting policy loaded for training, LoRA, snapshots, saving) and returns metrics. The stage adds the run's
+        LoRA settings and snapshot count to the key, records an adapter's start, and trains in every process.
+        `snapshots`: True keeps the job's `snapshots=N` along it; a list of fractions keeps those (one round of
+        several). One call does all of it, so a new method repeats none of it."""
+        ...
+
+    def trained_policy(
+        self,
+        stage: StageOutput,
+        *,
+        reference: StageOutput | Path | None,
+        reward: Reward | None = None,
+        snapshots: Sequence[Snapshot] | None = None,
+    ) -> Policy:
+        """The `Policy` evaluation gets of a trained stage: its reference, the reward's metrics and proxy, the training
+        finals and the snapshots along training."""
+        ...
+
     def datasets(self) -> StageOutput: ...
 
     def with_seed(self, seed: int) -> Run:

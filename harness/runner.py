@@ -96,6 +96,35 @@ class Run:
         self.stages.setdefault(name, output)
         return output
 
+    def train_stage(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, StageOutput],
+        build: Callable[[Any], Mapping[str, Any] | None],
+        *,
+        start: StageOutput,
+        snapshots: bool | Sequence[float] = False,
+        parts: Sequence[StageOutput] = (),
+    ) -> StageOutput:
+        """A method's training as a cached stage, with LoRA, snapshots and cost handled once (harness.train_stage)."""
+        from harness.train_stage import train_stage
+
+        return train_stage(self, name, config, inputs, build, start=start, snapshots=snapshots, parts=parts)
+
+    def trained_policy(
+        self,
+        stage: StageOutput,
+        *,
+        reference: StageOutput | Path | None,
+        reward: Reward | None = None,
+        snapshots: Sequence[Any] | None = None,
+    ) -> Policy:
+        """What evaluation gets of a trained stage (harness.train_stage.trained_policy)."""
+        from harness.train_stage import trained_policy
+
+        return trained_policy(self, stage, reference=reference, reward=reward, snapshots=snapshots)
+
     def with_seed(self, seed: int) -> Run:
         """This job with another training seed: the same cache, data, logger and stage record. For a stage every
         job of a sweep shares (a judge) that must not depend on which job happened to build it."""

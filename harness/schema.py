@@ -195,6 +195,14 @@ def _value_or_default(value: Any, fallback: Any) -> Any:
     return fallback if value is None else value
 
 
+def _schema_class(key: str, *, _parent_: Any) -> str | None:
+    """`${schema_class:trainer}`: the import path of the class whose schema typed the sibling node `key` (a YAML's
+    `- /trl@trainer: experimental.x.XConfig` default), so a YAML names its trainer's config class once."""
+    node = _parent_.get(key) if isinstance(_parent_, DictConfig) else None
+    mirrored = getattr(OmegaConf.get_type(node), "__mirrors__", None) if isinstance(node, DictConfig) else None
+    return f"{mirrored.__module__}.{mirrored.__qualname__}" if mirrored is not None else None
+
+
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (once per process)."""
     global _registered
@@ -202,6 +210,7 @@ def register_configs() -> None:
         return
     # `${default:${kl_beta},0.3}`: the shared knob when it is set, else the algorithm's own value.
     OmegaConf.register_new_resolver("default", _value_or_default, replace=True)
+    OmegaConf.register_new_resolver("schema_class", _schema_class, replace=True)
     store = ConfigStore.instance()
     store.store(name="harness_schema", node=HarnessConfig)
     _registered = True

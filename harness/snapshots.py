@@ -16,6 +16,7 @@ A snapshot lives in `<stage>/snapshots/step-<n>/` (weights, or a LoRA adapter wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,17 @@ def targets(total_steps: int, count: int) -> dict[int, float]:
     chosen: dict[int, float] = {}
     for index in range(1, count + 1):
         step = round(total_steps * index / (count + 1))
+        if 0 < step < total_steps:
+            chosen.setdefault(step, step / total_steps)
+    return chosen
+
+
+def targets_at(total_steps: int, fractions: Sequence[float]) -> dict[int, float]:
+    """Step -> fraction of training, for snapshots at given `fractions` of `total_steps` (a stage that is one round of
+    several keeps the snapshots that fall in it). A fraction that rounds to no step, or to the last, is left out."""
+    chosen: dict[int, float] = {}
+    for fraction in fractions:
+        step = round(total_steps * fraction)
         if 0 < step < total_steps:
             chosen.setdefault(step, step / total_steps)
     return chosen
@@ -75,15 +87,21 @@ def of_stage(stage_dir: Path) -> list[Snapshot]:
 class SnapshotCallback(TrainerCallback):
     """Saves the trainer's model at the chosen steps (a transformers/TRL trainer; our PPO calls `save` itself)."""
 
-    def __init__(self, stage_dir: Path, count: int, tokenizer: Any, start: Path | None = None) -> None:
+    def __init__(
+        self, stage_dir: Path, count: int, tokenizer: Any, start: Path | None = None, fractions: Sequence[float] = ()
+    ) -> None:
         self.stage_dir = Path(stage_dir)
         self.count = count
+        self.fractions = tuple(fractions)  # explicit fractions of training instead of `count` evenly spaced
         self.tokenizer = tokenizer
         self.start = start
         self.steps: dict[int, float] = {}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        self.steps = targets(state.max_steps, self.count)
+        if self.fractions:
+            self.steps = targets_at(state.max_steps, self.fractions)
+        else:
+            self.steps = targets(state.max_steps, self.count)
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **_: Any) -> None:
         if state.global_step in self.steps and model is not None and distributed.is_main():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,12 +163,13 @@ def fit(
     namespace: str = "train",
     snapshots: int = 0,
     start: Path | None = None,
+    snapshot_fractions: Sequence[float] = (),
     **trainer_kwargs: Any,
 ) -> Fitted:
     """Train `model` with a TRL trainer as a stage: harness-owned arguments, curves streamed to the logger,
     weights (safetensors) and tokenizer saved in `out_dir`. TRL is wrapped, never subclassed.
     `snapshots`: keep that many snapshots of the policy along training (harness.snapshots; `start`: the stage a
-    LoRA adapter sits on)."""
+    LoRA adapter sits on), or `snapshot_fractions`: at those fractions of it."""
     args = trainer_args(config_cls, fields, output_dir=out_dir / "checkpoints", seed=run.seed, device=run.device)
     forwarder = run.trainer_callback(namespace, out_dir)
     resumed_from, checkpoint = latest_checkpoint(out_dir / "checkpoints") or (0, None)
@@ -177,10 +178,10 @@ def fit(
         log.info("resuming from %s (step %d)", checkpoint, resumed_from)
     guard = StopOnNonFiniteLoss(out_dir)
     callbacks = [forwarder, guard]
-    if snapshots:
+    if snapshots or snapshot_fractions:
         from harness.snapshots import SnapshotCallback
 
-        callbacks.append(SnapshotCallback(out_dir, snapshots, tokenizer, start))
+        callbacks.append(SnapshotCallback(out_dir, snapshots, tokenizer, start, fractions=snapshot_fractions))
     trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
     # what training may change, as the trainer holds it (with a `peft_config`, TRL has just added the adapter)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}

@@ -62,11 +62,21 @@ def test_raft_rounds_learn_and_chain(tmp_path: Path) -> None:
         "algorithm.trainer.learning_rate=1e-3",
         f"results_dir={tmp_path}",
         "cpu_threads=1",
+        "snapshots=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = tmp_path.rglob("result.json")
     job = json.loads(path.read_text())
     m = job["metrics"]
+
+    # snapshots=2 through the shared training stage: the policy at 1/3 (in round 1) and 2/3 (in round 2) of all the
+    # rounds' optimiser steps, each evaluated as the final policy (a trajectory, as every trained method has)
+    trajectory = job["trajectory"]
+    assert len(trajectory) == 2, trajectory
+    steps = [point["step"] for point in trajectory]
+    assert steps == sorted(steps) and 0 < steps[0] < m["train/global_step"]
+    assert [round(point["fraction"], 2) for point in trajectory] == [0.33, 0.67]
+    assert all("eval/gold/reward" in point["metrics"] for point in trajectory)
     for number in (1, 2):
         assert m[f"train/round{number}/kept_reward"] > m[f"train/round{number}/sample_reward"]
         assert m[f"train/round{number}/params_changed"] == 1.0

@@ -160,3 +160,72 @@ def test_an_external_yaml_method_runs_in_a_sweep(tmp_path: Path, external_conf: 
     assert (trained / "model.safetensors").exists()
     (comparison,) = tmp_path.rglob("comparison.md")
     assert "heavy_kto" in comparison.read_text()
+
+
+# A TRL trainer whose `__init__` leaves `args` unannotated (GMPO, Zhao et al. 2025: GRPO with a geometric mean of
+# token ratios, in trl.experimental): its YAML's schema names the config class, in one YAML outside the repository.
+UNANNOTATED_METHOD = """\
+defaults:
+  - /trl@trainer: experimental.gmpo.GMPOConfig
+  - _self_
+
+_target_: plugins.algorithms.trl_method.TRLMethod
+name: gmpo
+trainer_class: trl.experimental.gmpo.GMPOTrainer
+config_class: ${schema_class:trainer}
+data: prompts
+init: ${sft}
+logged: [reward, loss]
+missing_eos_penalty: 1.0
+
+trainer:
+  num_generations: 4
+  per_device_train_batch_size: 8
+  max_completion_length: 24
+  beta: 0.1                       # GMPO's own default is 0 (no KL term); the harness's ranges want a KL term here
+  learning_rate: 1.0e-3
+  max_steps: 3
+  logging_steps: 1
+  activation_checkpointing: false
+  log_completions: false
+"""
+
+
+@pytest.fixture
+def unannotated_conf(tmp_path: Path) -> Path:
+    folder = tmp_path / "conf" / "algorithm"
+    folder.mkdir(parents=True)
+    (folder / "gmpo.yaml").write_text(UNANNOTATED_METHOD)
+    return tmp_path / "conf"
+
+
+def test_an_unannotated_trainer_takes_the_config_class_its_yaml_schema_names(compose, unannotated_conf: Path) -> None:
+    from trl.experimental.gmpo import GMPOConfig, GMPOTrainer
+
+    with pytest.raises(HarnessError, match=r"names no config class.*schema_class:trainer") as error:
+        config_class(GMPOTrainer, "algorithm.trainer_class")
+    assert "\n" not in str(error.value)
+    cfg = compose(["algorithm=gmpo", f"hydra.searchpath=[file://{unannotated_conf}]"])
+    named = cfg.algorithm.config_class
+    assert config_class(GMPOTrainer, "algorithm.trainer_class", named) is GMPOConfig
+    # a YAML whose schema is a trainer's annotated config resolves to that same class
+    assert config_class(import_object("trl.DPOTrainer", "x"), "x", compose(["algorithm=dpo"]).algorithm.get(
+        "config_class")) is import_object("trl.DPOConfig", "x")
+
+
+def test_an_unannotated_experimental_trainer_trains_as_one_yaml(tmp_path: Path, unannotated_conf: Path) -> None:
+    result = run_harness(
+        "debug=smoke",
+        "algorithm=gmpo",
+        "reward=gold",
+        "eval=[gold]",
+        f"hydra.searchpath=[file://{unannotated_conf}]",
+        f"results_dir={tmp_path / 'results'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = tmp_path.rglob("result.json")
+    job = json.loads(path.read_text())
+    assert job["status"] == "complete"
+    assert job["metrics"]["train/global_step"] == 3
+    assert job["metrics"]["train/params_changed"] > 0.5
+    assert "train/reward" in job["metrics"]

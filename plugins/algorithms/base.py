@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.protocols import Policy, Run
+from harness.api import Policy, Run
 
 
 class Base:

@@ -10,8 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness import snapshots
-from harness.protocols import Policy, Run, Snapshot
+from harness.api import Policy, Run, Snapshot, snapshots_requested
 
 
 def best_of_n_kl(n: int) -> float:
@@ -37,8 +36,7 @@ class BestOfN:
         self.n = n
 
     def train(self, run: Run) -> Policy:
-        from harness.errors import HarnessError
-        from harness.generation import load_policy, sample_completions
+        from harness.api import HarnessError, load_policy, sample_completions
 
         if not isinstance(self.n, int) or self.n < 1:
             raise HarnessError(f"algorithm.n={self.n!r}: expected a positive number of samples")
@@ -65,7 +63,7 @@ class BestOfN:
         along = [
             Snapshot(step=n, fraction=math.log(n) / math.log(self.n), path=sft.path, sampler=best_of(n),
                      analytic_kl=best_of_n_kl(n))
-            for n in smaller_n(self.n, snapshots.requested(run))
+            for n in smaller_n(self.n, snapshots_requested(run))
         ]
         return Policy(
             path=sft.path,

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.adapters import ADAPTER_WEIGHTS, adapter_start, is_adapter
-from harness.errors import HarnessError
-from harness.protocols import Policy, Run
+from harness.api import ADAPTER_WEIGHTS, HarnessError, Policy, Run, adapter_start, is_adapter
 
 
 def _model_dir(value: str, key: str) -> Path:

@@ -74,7 +74,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.api import HarnessError
 
 KINDS = ("sequence", "dpo", "grpo")
 MEASURED_PROMPTS = 64  # training prompts sigma is measured on (x num_generations samples: 512 on the testbed)
@@ -169,7 +169,7 @@ def measure_reward_std(
     """sigma: the starting policy's rewards on `MEASURED_PROMPTS` training prompts, `num_generations` samples each,
     drawn with the trainer's sampling settings and scored by the reward TRL will see (`reward_func`, the
     missing-EOS penalty included)."""
-    from harness.generation import sample_completions
+    from harness.api import sample_completions
 
     group_size = int(trainer.get("num_generations", 8))
     chosen = list(prompts[:MEASURED_PROMPTS])

@@ -17,20 +17,29 @@ adapter switched off (harness.adapters).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import adapters
-from harness.errors import HarnessError
-from harness.guards import check_rewards
-from harness.protocols import Policy, Reward, Run, StageOutput
-from harness.schema import plain
-from harness.stages import HISTORY, MARKER, META
+from harness.api import (
+    HarnessError,
+    Policy,
+    Reward,
+    Run,
+    Snapshot,
+    StageOutput,
+    TrainingStage,
+    check_rewards,
+    link_policy,
+    load_policy,
+    peft_settings,
+    plain,
+    sample_completions,
+    snapshots_of,
+    snapshots_requested,
+    training_log,
+)
 
 # Sampling for the training data is ancestral (no top-k / top-p cut), as the evaluation's default is.
 TOP_K, TOP_P = 0, 1.0
@@ -101,24 +110,23 @@ class RAFT:
         self.batch_size = batch_size
 
     def train(self, run: Run) -> Policy:
-        adapters.of_run(run)  # a bad `peft` setting stops the job before the SFT stage trains
+        peft_settings(run)  # a bad `peft` setting stops the job before the SFT stage trains
         sft = self.init.stage(run)
         reward = run.reward()
+        along = snapshot_plan(snapshots_requested(run), self.rounds)
         policy, rounds = sft, []
         for number in range(1, self.rounds + 1):
-            policy = self._round(run, number, policy, reward)
+            policy = self._round(run, number, policy, reward, along.get(number, []))
             rounds.append(policy)
         final = self._join(run, rounds)
-        return Policy(
-            path=final.path,
-            reference_path=sft.path,
-            metrics={**reward.metrics, **run.training_metrics(final)},
-            proxy_reward=None if reward.is_gold else reward.fn,
-        )
+        return run.trained_policy(final, reference=sft, reward=reward, snapshots=joined_snapshots(rounds, along))
 
     # -- one round: sample, score, select, fine-tune ----------------------------------------------------------
-    def _round(self, run: Run, number: int, policy: StageOutput, reward: Reward) -> StageOutput:
-        """Round `number` as a cached stage. Its key holds everything but `rounds`, so more rounds reuse these."""
+    def _round(
+        self, run: Run, number: int, policy: StageOutput, reward: Reward, snapshots: Sequence[float] = ()
+    ) -> StageOutput:
+        """Round `number` as a cached stage. Its key holds everything but `rounds`, so more rounds reuse these;
+        `snapshots`: the fractions of this round at which the policy is kept along training."""
         config = {
             "algorithm": self.name,
             "round": number,
@@ -130,12 +138,9 @@ class RAFT:
             "seed": run.seed,
             "reward": reward.name,
         }
-        peft = adapters.of_run(run)
-        if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
-            config["peft"] = peft.stage_config()
         inputs = {"policy": policy, **({"reward": reward.stages[-1]} if reward.stages else {})}
-        build = lambda out: self._train_round(run, number, policy, reward, out)  # noqa: E731
-        return run.stage(f"{self.name}_round{number}", config, inputs, build, collective=True)  # every process trains
+        build = lambda stage: self._train_round(run, number, stage, reward)  # noqa: E731
+        return run.train_stage(f"{self.name}_round{number}", config, inputs, build, start=policy, snapshots=snapshots)
 
     def _sampling(self, run: Run, number: int) -> dict[str, Any]:
         """`sample_completions` settings of a round; its seed is derived from the run's seed and the round."""
@@ -148,13 +153,9 @@ class RAFT:
             "seed": 1_000 * run.seed + number,
         }
 
-    def _train_round(self, run: Run, number: int, policy: StageOutput, reward: Reward, out_dir: Path) -> dict[str, Any]:
+    def _train_round(self, run: Run, number: int, stage: TrainingStage, reward: Reward) -> dict[str, Any]:
         from datasets import Dataset
-        from transformers import AutoTokenizer
         from trl import SFTConfig, SFTTrainer
-
-        from harness.generation import load_policy, sample_completions
-        from harness.training import fit
 
         # 1. prompts of this round (a seeded draw when `prompts_per_round` is set: each round sees new ones)
         prompts = run.load_split("prompts")
@@ -164,19 +165,14 @@ class RAFT:
         # 2. n samples per prompt from the current policy, scored by the run's reward; the model sampled is the one
         # trained. With LoRA: round 1 puts a fresh adapter on the SFT weights (merged, if SFT is an adapter), a later
         # round trains the previous round's adapter further (its start stays the SFT stage)
-        peft = adapters.of_run(run)
         trainer_kwargs: dict[str, Any] = {}
-        if peft is None:
-            model, tokenizer = load_policy(policy.path, run.device)
+        if stage.peft is None:
+            model, tokenizer = load_policy(stage.start.path, run.device)
+        elif number == 1:
+            model, trainer_kwargs = stage.load_start(device=run.device)
+            model, tokenizer = model.eval(), stage.tokenizer()
         else:
-            if number == 1:
-                start = policy.path
-                model = adapters.load_model(policy.path, device=run.device, merge=True, **peft.model_kwargs())
-                trainer_kwargs["peft_config"] = peft.lora_config()
-            else:
-                start = adapters.adapter_start(policy.path)
-                model = adapters.load_model(policy.path, device=run.device, trainable=True, **peft.model_kwargs())
-            model, tokenizer = model.eval(), AutoTokenizer.from_pretrained(policy.path)
+            model, tokenizer = stage.continue_start(device=run.device).eval(), stage.tokenizer()
         expanded = [prompt for prompt in prompts for _ in range(self.n)]
         samples = sample_completions(model, tokenizer, expanded, self._sampling(run, number), run.device)
         scores = check_rewards(reward.name, reward.fn(expanded, samples.completions))
@@ -197,29 +193,24 @@ class RAFT:
             "sample_tokens": mean([float(length) for length in samples.lengths]),
             "kept_tokens": mean([float(samples.lengths[i]) for i in kept]),
         }
-        history = out_dir / HISTORY
-        if not history.exists():  # a resumed build has it already (it is the first row written)
-            run.recorder(f"{self.name}_round{number}", out_dir).record(selection, step=0)
+        recorder = stage.recorder(f"{self.name}_round{number}")
+        if not recorder.history_path.exists():  # a resumed build has it already (it is the first row written)
+            recorder.record(selection, step=0)
         # 4. supervised fine-tuning on the kept samples, from the current policy (the demonstrations' format:
         # the completion continues the prompt after a space); the tokenizer as saved, not as sampling set it up
         rows = [{"prompt": expanded[i], "completion": " " + samples.completions[i]} for i in kept]
-        fitted = fit(
+        fitted = stage.fit(
             SFTTrainer,
             SFTConfig,
             self.trainer,
-            run=run,
             model=model,
-            tokenizer=AutoTokenizer.from_pretrained(policy.path),
-            out_dir=out_dir,
+            tokenizer=stage.tokenizer(),
             namespace=f"{self.name}_round{number}",
             train_dataset=Dataset.from_list(rows),
             **trainer_kwargs,
         )
-        if peft is not None:
-            adapters.record_start(out_dir, start)
-        trainable, total = adapters.trainable_parameters(model)  # with a peft_config, the trainer wrapped `model`
-        parameters = {"trainable_parameters": trainable, "total_parameters": total}
-        return {**selection, **fitted.summary("loss", "mean_token_accuracy"), **parameters}
+        # with a peft_config, the trainer wrapped `model`: its parameters are what trained
+        return {**selection, **fitted.summary("loss", "mean_token_accuracy"), **stage.parameters(model)}
 
     # -- the algorithm's stage: the rounds joined -------------------------------------------------------------
     def _join(self, run: Run, rounds: list[StageOutput]) -> StageOutput:
@@ -235,11 +226,11 @@ class RAFT:
         inputs = {f"round{number}": stage for number, stage in enumerate(rounds, start=1)}
 
         def build(out_dir: Path) -> dict[str, Any]:
-            _link_weights(rounds[-1].path, out_dir)
+            link_policy(rounds[-1].path, out_dir)
             recorder = run.recorder("train", out_dir)
             offset = 0
             for number, stage in enumerate(rounds, start=1):
-                for row in _read_history(stage.path / HISTORY):
+                for row in training_log(stage):
                     step = offset + int(row.pop("step", 0))
                     recorder.record({**row, "round": number}, step=step)
                 offset += int(stage.metrics.get("global_step", 0))
@@ -248,20 +239,34 @@ class RAFT:
         return run.stage(self.name, config, inputs, build, parts=rounds)
 
 
-def _link_weights(source: Path, target: Path) -> None:
-    """The files of a saved model in `source` (not its stage records) into `target`: hard links, else copies."""
-    for path in source.iterdir():
-        if path.is_file() and path.name not in (HISTORY, META, MARKER):
-            try:
-                os.link(path, target / path.name)
-            except OSError:  # another filesystem, or links not allowed
-                shutil.copy2(path, target / path.name)
+def snapshot_plan(count: int, rounds: int) -> dict[int, list[float]]:
+    """Round -> the fractions of it at which to keep the policy, for `count` snapshots evenly spaced over all rounds
+    (at i/(count+1) of the training, rounds taken as equal shares). A point on a boundary between rounds is that
+    round's own end (its stage), so it is listed as fraction 1.0 of the round before."""
+    plan: dict[int, list[float]] = {}
+    for index in range(1, count + 1):
+        position = rounds * index / (count + 1)  # in rounds: 1.5 is halfway through round 2
+        number, within = int(position) + 1, position - int(position)
+        if within == 0:
+            number, within = number - 1, 1.0
+        plan.setdefault(number, []).append(within)
+    return plan
 
 
-def _read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def joined_snapshots(rounds: Sequence[StageOutput], plan: Mapping[int, Sequence[float]]) -> list[Snapshot]:
+    """The snapshots of the rounds (and the ends of rounds the plan names), in the joined stage's steps: a round's
+    steps run on after the rounds before it, and each fraction is of all the rounds' optimiser steps."""
+    total = sum(int(stage.metrics.get("global_step", 0)) for stage in rounds) or 1
+    found, offset = [], 0
+    for number, stage in enumerate(rounds, start=1):
+        steps = int(stage.metrics.get("global_step", 0))
+        for snapshot in snapshots_of(stage.path):
+            step = offset + snapshot.step
+            found.append(Snapshot(step=step, fraction=step / total, path=snapshot.path))
+        if 1.0 in plan.get(number, ()) and number < len(rounds):  # the round's end: its own stage
+            found.append(Snapshot(step=offset + steps, fraction=(offset + steps) / total, path=stage.path))
+        offset += steps
+    return sorted(found, key=lambda snapshot: snapshot.step)
 
 
 def _joined_metrics(rounds: Sequence[StageOutput]) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.protocols import Policy, Run
+from harness.api import HarnessError, Policy, Run
 
 
 class StartingPolicy:

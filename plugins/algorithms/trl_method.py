@@ -12,6 +12,7 @@ A method that TRL trains is a YAML file and nothing else (HALOs' habit: one conf
     init: ${sft}                       # the policy it starts from (null: the base model)
     reference_model: true              # hand the trainer a frozen copy of the starting policy
     kl_knob: {field: beta, kind: sequence, kl_beta: "${kl_beta}"}   # the trainer's KL coefficient, its units
+    config_class: ${schema_class:trainer}   # the config class is the schema above (needed where `args` is unannotated)
 
 `data` is one of
 - `demonstrations`: the task's `sft` split (`prompt`, `completion`);
@@ -40,14 +41,22 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from harness import adapters, snapshots
-from harness.errors import HarnessError
-from harness.guards import check_rewards, prompt_room, warn_long_prompts
-from harness.protocols import Policy, Reward, Run, StageOutput
-from harness.schema import plain
+from harness.api import (
+    HarnessError,
+    PeftSettings,
+    Policy,
+    Reward,
+    Run,
+    StageOutput,
+    TrainingStage,
+    check_rewards,
+    peft_settings,
+    plain,
+    prompt_room,
+    warn_long_prompts,
+)
 from plugins.algorithms import kl
 
 DATA_KINDS = ("demonstrations", "preferences", "unpaired", "prompts")
@@ -62,20 +71,27 @@ def import_object(path: str, setting: str) -> Any:
         raise HarnessError(f"{setting}={path!r}: cannot be imported ({error}); expected e.g. trl.DPOTrainer") from None
 
 
-def config_class(trainer_cls: type, setting: str) -> type:
-    """The config class a TRL trainer takes as `args` (its signature says: `args: KTOConfig | None`). Read from the
-    signature's annotation object: `typing.get_type_hints` fails on TRL trainers (other parameters are annotated with
-    names such as "PeftConfig" that are imported only for type checking)."""
+def config_class(trainer_cls: type, setting: str, named: str | None = None) -> type:
+    """The config class a TRL trainer takes as `args`: the one the YAML's schema names (`config_class:
+    ${schema_class:trainer}`, the class of its `- /trl@trainer: ...` default), else what the trainer's signature says
+    (`args: KTOConfig | None`). Read from the signature's annotation object: `typing.get_type_hints` fails on TRL
+    trainers (other parameters are annotated with names such as "PeftConfig" imported only for type checking).
+    Several trainers in `trl.experimental` leave `args` unannotated: for them the YAML's schema is the answer."""
     import inspect
     import typing
 
+    if named:
+        return import_object(named, "algorithm.config_class")
     parameter = inspect.signature(trainer_cls.__init__).parameters.get("args")
     hint = getattr(parameter, "annotation", None)
     options = [hint, *typing.get_args(hint)]
     for option in options:
         if isinstance(option, type) and hasattr(option, "__dataclass_fields__"):
             return option
-    raise HarnessError(f"{setting}={trainer_cls.__name__}: its `args` names no config class; expected a TRL trainer")
+    raise HarnessError(
+        f"{setting}={trainer_cls.__name__}: its `args` names no config class; expected a TRL trainer, or the YAML "
+        "to name its schema (`- /trl@trainer: <Config>` in defaults and `config_class: ${schema_class:trainer}`)"
+    )
 
 
 def as_trl_reward(
@@ -136,6 +152,7 @@ class TRLMethod:
         missing_eos_penalty: float = 0.0,
         logged: Sequence[str] = ("loss",),
         kl_knob: Mapping[str, Any] | None = None,
+        config_class: str | None = None,
     ) -> None:
         if data not in DATA_KINDS:
             raise HarnessError(f"algorithm.data={data!r}: expected one of {', '.join(DATA_KINDS)}")
@@ -149,6 +166,7 @@ class TRLMethod:
         self.missing_eos_penalty = missing_eos_penalty
         self.logged = list(logged)
         self.kl_knob = self._check_kl_knob(dict(kl_knob)) if kl_knob else None
+        self.config_class = config_class  # the trainer's config class by import path (None: its `args` annotation)
 
     def _check_kl_knob(self, knob: dict[str, Any]) -> dict[str, Any]:
         """`{field, kind, kl_beta}`, the field present and holding kl_beta when kl_beta is set: a trainer field set
@@ -183,11 +201,11 @@ class TRLMethod:
         self._peft(run)  # a bad `peft` setting stops the job before any stage trains
         return self._stage(run, self.start(run))  # as a start: the plain stage, without the job's snapshots
 
-    def _peft(self, run: Run) -> adapters.PeftSettings | None:
+    def _peft(self, run: Run) -> PeftSettings | None:
         """The run's `peft` settings, and whether this trainer can take them (a one-line error if not)."""
         import inspect
 
-        peft = adapters.of_run(run)
+        peft = peft_settings(run)
         if peft is not None:
             trainer_cls = import_object(self.trainer_class, "algorithm.trainer_class")
             if "peft_config" not in inspect.signature(trainer_cls.__init__).parameters:
@@ -197,7 +215,7 @@ class TRLMethod:
                 )
         return peft
 
-    def _stage(self, run: Run, start: StageOutput, snapshot_count: int = 0) -> StageOutput:
+    def _stage(self, run: Run, start: StageOutput, snapshots: bool = False) -> StageOutput:
         config: dict[str, Any] = {
             "algorithm": self.name,
             "trainer_class": self.trainer_class,
@@ -206,12 +224,7 @@ class TRLMethod:
             "reference_model": self.reference_model,
             "seed": run.seed,
         }
-        peft = adapters.of_run(run)
-        if peft is not None:  # only then: full fine-tuning keeps the keys its stages always had
-            config["peft"] = peft.stage_config()
-        if snapshot_count:  # likewise: the policy along training (harness.snapshots)
-            config["snapshots"] = snapshot_count
-        if self._kl_measurement() is not None:  # likewise: trainer.<field> holds kl_beta, converted when built
+        if self._kl_measurement() is not None:  # only then: trainer.<field> holds kl_beta, converted when built
             config["kl_knob"] = self.kl_knob
         inputs = {"start": start}
         reward = None
@@ -228,40 +241,24 @@ class TRLMethod:
             inputs["data"] = run.datasets()
             if reward.stages:
                 inputs["reward"] = reward.stages[-1]
-        build = lambda out: self._train(run, start, inputs, reward, out, snapshot_count)  # noqa: E731
-        return run.stage(self.name, config, inputs, build, collective=True)  # every process trains
+        build = lambda stage: self._train(run, stage, inputs, reward)  # noqa: E731
+        return run.train_stage(self.name, config, inputs, build, start=start, snapshots=snapshots)
 
     def train(self, run: Run) -> Policy:
         self._peft(run)
         start = self.start(run)
-        stage = self._stage(run, start, snapshots.requested(run))
+        stage = self._stage(run, start, snapshots=True)
         reward = run.reward() if self.data == "prompts" else None
-        return Policy(
-            path=stage.path,
-            reference_path=start.path,
-            metrics={**(reward.metrics if reward else {}), **run.training_metrics(stage)},
-            proxy_reward=reward.fn if reward is not None and not reward.is_gold else None,
-            snapshots=snapshots.of_stage(stage.path),
-        )
+        return run.trained_policy(stage, reference=start, reward=reward)
 
     # -- training ---------------------------------------------------------------------------------------
     def _train(
-        self,
-        run: Run,
-        start: StageOutput,
-        inputs: Mapping[str, StageOutput],
-        reward: Reward | None,
-        out_dir: Path,
-        snapshot_count: int = 0,
+        self, run: Run, stage: TrainingStage, inputs: Mapping[str, StageOutput], reward: Reward | None
     ) -> dict[str, Any]:
-        from transformers import AutoTokenizer
-
-        from harness.training import fit
-
         trainer_cls = import_object(self.trainer_class, "algorithm.trainer_class")
-        peft = self._peft(run)
-        tokenizer = AutoTokenizer.from_pretrained(start.path)
-        model, kwargs = self.load_start(start.path, peft)
+        self._peft(run)
+        tokenizer = stage.tokenizer()
+        model, kwargs = stage.load_start(reference_model=self.reference_model)
         facts: dict[str, Any] = {}
         fields = dict(self.trainer)
         if self.data == "demonstrations":
@@ -294,22 +291,10 @@ class TRLMethod:
             )
             fields[self.kl_knob["field"]] = native
             facts["kl_beta/native"] = native
-        fitted = fit(
-            trainer_cls,
-            config_class(trainer_cls, "algorithm.trainer_class"),
-            fields,
-            run=run,
-            model=model,
-            tokenizer=tokenizer,
-            out_dir=out_dir,
-            snapshots=snapshot_count,
-            start=start.path if peft is not None else None,
-            **kwargs,
-        )
-        if peft is not None:
-            adapters.record_start(out_dir, start.path)
-        trainable, total = adapters.trainable_parameters(model)  # the trainer wrapped `model` in place (LoRA)
-        return {**fitted.summary(*self.logged), **facts, "trainable_parameters": trainable, "total_parameters": total}
+        config_cls = config_class(trainer_cls, "algorithm.trainer_class", self.config_class)
+        fitted = stage.fit(trainer_cls, config_cls, fields, model=model, tokenizer=tokenizer, **kwargs)
+        # the trainer wrapped `model` in place (LoRA): its parameters are what trained
+        return {**fitted.summary(*self.logged), **facts, **stage.parameters(model)}
 
     def _measure_reward_std(self, run: Run, model: Any, tokenizer: Any, kwargs: Mapping[str, Any]) -> float:
         """sigma of kl.native_beta: the starting policy's reward spread on a seeded draw of the training prompts,
@@ -322,15 +307,6 @@ class TRLMethod:
             return kl.measure_reward_std(model, tokenizer, prompts, kwargs["reward_funcs"], self.trainer, run.seed)
         finally:
             tokenizer.padding_side, tokenizer.truncation_side = sides
-
-    def load_start(self, path: Path, peft: adapters.PeftSettings | None) -> tuple[Any, dict[str, Any]]:
-        """The starting policy as the trainer takes it, and the trainer's model arguments: a frozen copy of the start
-        as `ref_model` (full fine-tuning, where the method has a reference), or a `peft_config` (the reference is then
-        the start with the adapter off). An adapter start comes merged: the new adapter sits on the starting policy."""
-        model = adapters.load_model(path, merge=True, **(peft.model_kwargs() if peft else {}))
-        if peft is not None:
-            return model, {"peft_config": peft.lora_config()}
-        return model, {"ref_model": adapters.load_model(path)} if self.reference_model else {}
 
     def _prompts_that_fit(self, run: Run, model: Any, tokenizer: Any) -> Any:
         """The training prompts, less those with no room beside `max_completion_length` in the model's context

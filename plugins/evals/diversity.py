@@ -14,8 +14,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 
-from harness.errors import HarnessError
-from harness.protocols import EvalContext
+from harness.api import EvalContext, HarnessError
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -82,7 +81,7 @@ class DiversityEval:
 
     @staticmethod
     def _sample(context: EvalContext, prompts: list[str]) -> list[str]:
-        from harness.generation import sample_completions
+        from harness.api import sample_completions
 
         if context.policy.sampler is not None:  # a procedure (best-of-n): draw each sample the way it draws them
             return context.policy.sampler(prompts, context.generation, context.device)[0]

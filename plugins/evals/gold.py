@@ -6,7 +6,7 @@ import logging
 import math
 import statistics
 
-from harness.protocols import EvalContext
+from harness.api import EvalContext
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import HarnessError
-from harness.protocols import EvalContext, Run, StageOutput
-from harness.schema import plain
+from harness.api import EvalContext, HarnessError, Run, StageOutput, plain
 from plugins.evals.win_rate import baseline_completions, pairwise_outcomes, rate_metrics
 
 log = logging.getLogger(__name__)
@@ -304,7 +302,7 @@ class LLMJudge:
         """P(first label) / (P(first label) + P(second label)) of the judge's next token after each text."""
         import torch
 
-        from harness.guards import context_size
+        from harness.api import context_size
 
         options = self.label_tokens(tokenizer)
         tokenizer.padding_side = "left"  # the next token's logits sit at the last position of every row
@@ -442,7 +440,7 @@ def instruction_texts(run: Any, prompts: Sequence[str]) -> list[str]:
     conversation's last user turn, or the transcript of a longer one); text prompts unchanged."""
     from datasets import load_from_disk
 
-    from harness.chat import is_conversation, render_plain
+    from harness.api import is_conversation, render_plain
 
     raw: dict[str, Any] = {}
     split = load_from_disk(str(run.datasets().path)).get("eval_prompts")

@@ -11,7 +11,7 @@ import logging
 import math
 import statistics
 
-from harness.protocols import EvalContext
+from harness.api import EvalContext
 
 log = logging.getLogger(__name__)
 

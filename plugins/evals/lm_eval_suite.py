@@ -23,8 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.protocols import EvalContext
+from harness.api import EvalContext, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ class LMEvalSuite:
     def evaluate(self, context: EvalContext) -> dict[str, float]:
         import lm_eval
 
-        from harness.generation import load_policy
+        from harness.api import load_policy
 
         start = time.perf_counter()
         task_manager = self._task_manager

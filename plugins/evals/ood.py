@@ -15,8 +15,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from harness.errors import HarnessError
-from harness.protocols import EvalContext
+from harness.api import EvalContext, HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class OODEval:
 
     @staticmethod
     def _sample(context: EvalContext, prompts: list[str]) -> list[str]:
-        from harness.generation import sample_completions
+        from harness.api import sample_completions
 
         if context.policy.sampler is not None:  # a procedure (best-of-n) samples its own way
             return context.policy.sampler(prompts, context.generation, context.device)[0]

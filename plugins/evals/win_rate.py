@@ -14,8 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from harness.errors import HarnessError
-from harness.protocols import EvalContext
+from harness.api import EvalContext, HarnessError
 
 Z_95 = 1.959963984540054  # the standard normal's 0.975 quantile
 
@@ -67,7 +66,7 @@ def rate_metrics(outcomes: Sequence[float], prefix: str = "") -> dict[str, float
 def baseline_completions(context: EvalContext, baseline: Any, suite: str) -> list[str]:
     """The `baseline` algorithm's completions on the evaluation prompts, sampled with the evaluation's settings,
     once per job: `eval=[win_rate,judge]` with the same baseline samples it once."""
-    from harness.generation import load_policy, sample_completions
+    from harness.api import load_policy, sample_completions
 
     if context.run is None or baseline is None:
         raise HarnessError(f"eval.{suite} needs a baseline algorithm (eval.{suite}.baseline)")

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_text
+from harness.api import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _server_unreachable = False  # set once an online start failed in this process
 def redacted_argv() -> Iterator[None]:
     """W&B copies the command line (`sys.argv`) into the run's metadata when a run starts; a credential given
     as an override (`+model.token=...`) must not go with it."""
-    from harness.results import redact_overrides
+    from harness.api import redact_overrides
 
     saved = sys.argv
     sys.argv = [saved[0], *redact_overrides(saved[1:])]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.chat import use_end_of_turn_as_eos
-from harness.errors import HarnessError
+from harness.api import HarnessError, use_end_of_turn_as_eos
 
 
 class Pretrained:

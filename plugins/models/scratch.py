@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from harness import progress as sweep_view
-from harness.errors import HarnessError
+from harness.api import HarnessError, progress_step, progress_steps
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def pretrain(
     model.train()
     running, tokens = None, 0
     progress = tqdm(range(steps), desc=desc, leave=False, mininterval=2)
-    sweep_view.steps("pretrain", total=steps)  # a sweep's live view counts them too (no-op elsewhere)
+    progress_steps("pretrain", total=steps)  # a sweep's live view counts them too (no-op elsewhere)
     for step in progress:
         input_ids, mask, labels = batch_tensors(next(batches), pad_id)
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
@@ -213,5 +212,5 @@ def pretrain(
         tokens += int(mask.sum())
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         progress.set_postfix(loss=f"{running:.3f}", refresh=False)
-        sweep_view.step(step + 1)
+        progress_step(step + 1)
     return float(running or 0.0), tokens

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from harness.errors import HarnessError
+from harness.api import HarnessError
 from plugins.models.scratch import mean_token_loss, pretrain
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from harness.errors import HarnessError
-from harness.guards import finite_reward
-from harness.protocols import Reward, Run
+from harness.api import HarnessError, Reward, Run, finite_reward
 
 
 class GoldReward:

@@ -19,11 +19,17 @@ from typing import Any
 
 import torch
 
-from harness.adapters import load_model
-from harness.batching import length_groups
-from harness.guards import check_rewards, context_size, keep_last
-from harness.protocols import Reward, Run, StageOutput
-from harness.schema import plain
+from harness.api import (
+    Reward,
+    Run,
+    StageOutput,
+    check_rewards,
+    context_size,
+    keep_last,
+    length_groups,
+    load_model,
+    plain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +183,7 @@ def train_reward_model(
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from harness.training import fit
+    from harness.api import fit
 
     sources = [preferences] if isinstance(preferences, StageOutput) else list(preferences)
     columns = ["prompt", "chosen", "rejected"]

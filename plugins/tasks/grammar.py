@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -172,61 +172,106 @@ class ReviewGrammar:
         """The transition function: (word, prob, next state) for every word possible in `state`.
 
         Words are listed even when a config makes their probability 0, so the set of keys (the
-        grammar's structure) never depends on the mood or the probabilities.
+        grammar's structure) never depends on the mood or the probabilities. One method per state tag
+        below; "done" (the end of the review) has none: nothing follows it.
         """
-        c = self.config
         tag, ctx, x = state
+        edges = self._BY_TAG.get(tag)
+        return edges(self, ctx, x, mood) if edges is not None else []
 
-        def then(p: float, sub: State) -> list[tuple[str, float, State]]:
-            # An optional word was skipped: continue with `sub`'s edges, scaled.
-            return [(w, p * q, s) for w, q, s in self._edges(sub, mood)]
+    def _then(self, p: float, sub: State, mood: int) -> list[tuple[str, float, State]]:
+        """An optional word was skipped: continue with `sub`'s edges, scaled by `p`."""
+        return [(w, p * q, s) for w, q, s in self._edges(sub, mood)]
 
-        if tag == "start":  # the first sentence is mandatory
-            return self._edges(_CLAUSE0, mood)
-        if tag == "dot":
-            return [(EOS, 1.0 - c.p_another_sentence, ("done", 0, 0)), *then(c.p_another_sentence, _CLAUSE0)]
-        if tag == "clause":
-            return [("the", 1.0 - c.p_i_clause, ("the_n", ctx, 0)), ("i", c.p_i_clause, ("i", ctx, 0))]
-        if tag == "the_n":
-            return [(n, 1.0 / len(self.NOUNS), ("the_v", ctx, 0)) for n in self.NOUNS]
-        if tag == "the_v":
-            return [(v, 1.0 / len(self.COPULAS), ("the_not", ctx, 0)) for v in self.COPULAS]
-        if tag == "the_not":
-            return [("not", c.p_not, ("the_int", ctx, 1)), *then(1.0 - c.p_not, ("the_int", ctx, 0))]
-        if tag in ("the_int", "i_int"):
-            nxt: State = ("the_adj", ctx, x) if tag == "the_int" else ("i_past", ctx, 0)
-            p_each = c.p_intensifier / len(self.INTENSIFIERS)
-            return [*((w, p_each, nxt) for w in self.INTENSIFIERS), *then(1.0 - c.p_intensifier, nxt)]
-        if tag == "the_adj":  # x = negated; negation flips which adjectives realise the polarity
-            flip = -1 if x else 1
-            return [
-                (a, self._p_polarity(pol * flip, ctx, mood) / self._n_adj[pol], ("end", ctx, pol * flip))
-                for a, (pol, _) in self.ADJECTIVES.items()
-            ]
-        if tag == "i":
-            return [("did", c.p_did_not, ("i_did", ctx, 0)), *then(1.0 - c.p_did_not, ("i_int", ctx, 0))]
-        if tag == "i_did":
-            return [("not", 1.0, ("i_base", ctx, 0))]
-        if tag == "i_past":
-            return [
-                (past, self._p_polarity(pol, ctx, mood) / self._n_verb[pol], ("i_the", ctx, pol))
-                for past, _, pol, _ in self.TVERBS
-            ]
-        if tag == "i_base":
-            return [
-                (base, self._p_polarity(-pol, ctx, mood) / self._n_verb[pol], ("i_the", ctx, -pol))
-                for _, base, pol, _ in self.TVERBS
-            ]
-        if tag == "i_the":
-            return [("the", 1.0, ("i_noun", ctx, x))]
-        if tag == "i_noun":
-            return [(n, 1.0 / len(self.NOUNS), ("end", ctx, x)) for n in self.NOUNS]
-        if tag == "end":  # x = this clause's polarity
-            if ctx != 0:
-                return [(".", 1.0, _DOT)]
-            p_but = c.p_but_on_mood if x == mood else c.p_but_off_mood
-            return [("but", p_but, ("clause", x, 0)), (".", 1.0 - p_but, _DOT)]
-        return []  # "done": nothing follows the end of the review
+    def _edges_start(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return self._edges(_CLAUSE0, mood)  # the first sentence is mandatory
+
+    def _edges_dot(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        c = self.config
+        return [(EOS, 1.0 - c.p_another_sentence, ("done", 0, 0)), *self._then(c.p_another_sentence, _CLAUSE0, mood)]
+
+    def _edges_clause(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        c = self.config
+        return [("the", 1.0 - c.p_i_clause, ("the_n", ctx, 0)), ("i", c.p_i_clause, ("i", ctx, 0))]
+
+    def _edges_the_noun(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [(n, 1.0 / len(self.NOUNS), ("the_v", ctx, 0)) for n in self.NOUNS]
+
+    def _edges_the_copula(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [(v, 1.0 / len(self.COPULAS), ("the_not", ctx, 0)) for v in self.COPULAS]
+
+    def _edges_the_not(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        c = self.config
+        return [("not", c.p_not, ("the_int", ctx, 1)), *self._then(1.0 - c.p_not, ("the_int", ctx, 0), mood)]
+
+    def _edges_intensifier(self, nxt: State, mood: int) -> list[tuple[str, float, State]]:
+        c = self.config
+        p_each = c.p_intensifier / len(self.INTENSIFIERS)
+        return [*((w, p_each, nxt) for w in self.INTENSIFIERS), *self._then(1.0 - c.p_intensifier, nxt, mood)]
+
+    def _edges_the_intensifier(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return self._edges_intensifier(("the_adj", ctx, x), mood)
+
+    def _edges_i_intensifier(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return self._edges_intensifier(("i_past", ctx, 0), mood)
+
+    def _edges_the_adjective(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        flip = -1 if x else 1  # x = negated; negation flips which adjectives realise the polarity
+        return [
+            (a, self._p_polarity(pol * flip, ctx, mood) / self._n_adj[pol], ("end", ctx, pol * flip))
+            for a, (pol, _) in self.ADJECTIVES.items()
+        ]
+
+    def _edges_i(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        c = self.config
+        return [("did", c.p_did_not, ("i_did", ctx, 0)), *self._then(1.0 - c.p_did_not, ("i_int", ctx, 0), mood)]
+
+    def _edges_i_did(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [("not", 1.0, ("i_base", ctx, 0))]
+
+    def _edges_i_past(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [
+            (past, self._p_polarity(pol, ctx, mood) / self._n_verb[pol], ("i_the", ctx, pol))
+            for past, _, pol, _ in self.TVERBS
+        ]
+
+    def _edges_i_base(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [
+            (base, self._p_polarity(-pol, ctx, mood) / self._n_verb[pol], ("i_the", ctx, -pol))
+            for _, base, pol, _ in self.TVERBS
+        ]
+
+    def _edges_i_the(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [("the", 1.0, ("i_noun", ctx, x))]
+
+    def _edges_i_noun(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        return [(n, 1.0 / len(self.NOUNS), ("end", ctx, x)) for n in self.NOUNS]
+
+    def _edges_end(self, ctx: int, x: int, mood: int) -> list[tuple[str, float, State]]:
+        if ctx != 0:  # x = this clause's polarity
+            return [(".", 1.0, _DOT)]
+        c = self.config
+        p_but = c.p_but_on_mood if x == mood else c.p_but_off_mood
+        return [("but", p_but, ("clause", x, 0)), (".", 1.0 - p_but, _DOT)]
+
+    _BY_TAG: ClassVar[dict[str, Callable[[ReviewGrammar, int, int, int], list[tuple[str, float, State]]]]] = {
+        "start": _edges_start,
+        "dot": _edges_dot,
+        "clause": _edges_clause,
+        "the_n": _edges_the_noun,
+        "the_v": _edges_the_copula,
+        "the_not": _edges_the_not,
+        "the_int": _edges_the_intensifier,
+        "i_int": _edges_i_intensifier,
+        "the_adj": _edges_the_adjective,
+        "i": _edges_i,
+        "i_did": _edges_i_did,
+        "i_past": _edges_i_past,
+        "i_base": _edges_i_base,
+        "i_the": _edges_i_the,
+        "i_noun": _edges_i_noun,
+        "end": _edges_end,
+    }
 
     def _table(self, state: State, mood: int) -> _Table:
         """Compiled, memoised `_edges` (the state space is tiny, so this is built once)."""

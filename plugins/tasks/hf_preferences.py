@@ -26,8 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.chat import check_messages, joinable, render_plain
-from harness.errors import HarnessError
+from harness.api import HarnessError, check_messages, joinable, render_plain
 
 BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 # `owner/name` or `name`: what a Hub dataset id looks like; anything else that does not exist is a missing file.

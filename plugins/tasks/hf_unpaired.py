@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.api import HarnessError
 from plugins.tasks.hf_preferences import HFDataTask, form, prompts_table, short, table, texts_table
 
 

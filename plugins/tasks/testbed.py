@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.api import HarnessError
 from plugins.tasks.grammar import GrammarConfig, ReviewGrammar
 
 # Classes of review openings that `ood=<rule>` holds out of every alignment split, each a structural form of the

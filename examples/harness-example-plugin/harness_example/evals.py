@@ -13,7 +13,7 @@ import re
 import statistics
 from collections.abc import Sequence
 
-from harness.protocols import EvalContext, HarnessError
+from harness.api import EvalContext, HarnessError
 
 WORD = re.compile(r"[\w']+")  # a word: letters, digits and apostrophes; punctuation such as "." is not one
 
