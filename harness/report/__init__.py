@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.report.aggregate import Sweep, load_sweep, parse_kl_budgets
-from harness.report.sections import Section
+from harness.report.sections import Section, produce_sections
 from harness.report.tables import Comparison, compare, to_csv, to_markdown
 
 CSV_FILE, MARKDOWN_FILE, HTML_FILE = "comparison.csv", "comparison.md", "report.html"
@@ -73,13 +73,9 @@ def build_report(sweep_dir: Path | str, baseline: str | None = None, kl_budgets:
 
 
 def extra_sections(comparison: Comparison) -> list[Section]:
-    """The sections beyond the metrics, in report order; each producer returns None when it has nothing to say."""
-    from harness.arena.report import human_section
-    from harness.report.samples import samples_section
-
-    producers: list = [samples_section, human_section]
-    sections = [producer(comparison) for producer in producers]
-    return [section for section in sections if section is not None]
+    """The sections beyond the metrics (the samples, the human votes), in report order: from the producers
+    registered with the report's seam (harness.report.sections)."""
+    return produce_sections(comparison)
 
 
 __all__ = ["Report", "Section", "build_report"]

@@ -1,10 +1,25 @@
 """Sections of the report that come from more than the jobs' metrics (the samples themselves, human votes): each
-producer returns a `Section`, and the report puts it in comparison.md, report.html and the W&B comparison run."""
+producer returns a `Section`, and the report puts it in comparison.md, report.html and the W&B comparison run.
+
+This is the report's one seam for such content. Producers are found, not imported: each is a Python entry point
+in the group `harness.report_sections` (pyproject.toml `[project.entry-points."harness.report_sections"]`,
+`name = "module:function"`), a function of the sweep's comparison returning a Section, or None when it has nothing
+to say. The harness declares `samples` (harness.report.samples) and `human` (the arena's votes,
+harness.arena.report); an installed package can add its own. So the report names no module that plugs into it:
+the arena depends on the report, never the other way round.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("harness")
+
+GROUP = "harness.report_sections"  # the entry-point group of section producers
+ORDER = ("samples", "human")  # the report's order of its own sections; any other follows, by name
 
 
 @dataclass
@@ -18,3 +33,25 @@ class Section:
 
     def to_markdown(self) -> str:
         return f"\n## {self.title}\n\n{self.markdown.rstrip()}\n" if self.markdown else ""
+
+
+Producer = Callable[[Any], "Section | None"]  # the sweep's comparison -> its section, or None
+
+
+def producers() -> list[tuple[str, Producer]]:
+    """The registered section producers by name, in report order: ORDER first, then the others by name."""
+    from importlib.metadata import entry_points
+
+    found = {point.name: point for point in entry_points(group=GROUP)}
+    if not found:
+        log.warning("no report sections registered (entry points %s): is the harness pip-installed?", GROUP)
+    rank = {name: index for index, name in enumerate(ORDER)}
+    names = sorted(found, key=lambda name: (rank.get(name, len(ORDER)), name))
+    return [(name, found[name].load()) for name in names]
+
+
+def produce_sections(comparison: Any) -> list[Section]:
+    """Every registered producer's section of this comparison, in report order; producers with nothing to say
+    (None) are left out."""
+    made = [producer(comparison) for _, producer in producers()]
+    return [section for section in made if section is not None]
