@@ -9,6 +9,10 @@ no suite, metric or algorithm.
       - {metric: score, label: my score, better: higher, role: quality, bounds: [0, 1]}
     curves:                   # in an algorithm's YAML; keys of its training log
       - {key: objective/score, label: reward-model score, role: proxy}
+    kl_beta_ignored: has no KL term to a reference (...)   # an algorithm the shared kl_beta cannot reach, and why
+
+An algorithm either takes `kl_beta` (its YAML reads `${kl_beta}`: plugins/algorithms/kl.py) or declares why not;
+a job that sets kl_beta for one that declares it warns in one line (`kl_beta_warning`) instead of dropping it silently.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.errors import HarnessError
 
-DECLARATION_KEYS = ("headline", "curves", "ranges")  # ranges: settings' allowed values (harness.ranges)
+# ranges: settings' allowed values (harness.ranges); kl_beta_ignored: why the shared kl_beta does not apply
+DECLARATION_KEYS = ("headline", "curves", "ranges", "kl_beta_ignored")
 BETTER = ("higher", "lower", None)  # None: no best value is marked (e.g. a KL, where less is a cost, not a quality)
 # quality: the metric paired differences are taken on and the frontier's y axis; divergence: the frontier's x axis
 # (the KL to the reference); proxy: what an RL algorithm optimised, set against the quality metric
@@ -84,6 +89,15 @@ def curve_entries(algorithm: str, declared: Any) -> list[dict[str, Any]]:
         _check(where, entry)
         entries.append(entry)
     return entries
+
+
+def kl_beta_warning(algorithm: str, kl_beta: Any, declared: Mapping[str, Any]) -> str | None:
+    """The one line a job warns with when `kl_beta` is set and the algorithm declares it has no use for it
+    (`kl_beta_ignored: <why>`): `kl_beta=0.1: cpo has no KL term to a reference (...); ignored`. None otherwise."""
+    why = declared.get("kl_beta_ignored")
+    if kl_beta is None or not why:
+        return None
+    return f"kl_beta={kl_beta}: {algorithm} {why}; ignored"
 
 
 def _bounds(where: str, bounds: Any) -> list[float | None] | None:

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness import distributed, progress
-from harness.declarations import curve_entries, headline_entries, split_declarations
+from harness.declarations import curve_entries, headline_entries, kl_beta_warning, split_declarations
 from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
@@ -69,6 +69,8 @@ class Job:
             check_config(cfg, resolve_device(cfg.device))  # every setting inside its declared range
             algorithm_config, declared = split_declarations(cfg.algorithm)
             self.curves = curve_entries(cfg.algorithm.name, declared.get("curves"))
+            if ignored := kl_beta_warning(cfg.algorithm.name, cfg.get("kl_beta"), declared):
+                log.warning("%s", ignored)  # a frontier sweep sets kl_beta for every row, best-of-n's too
             algorithm = build_plugin(algorithm_config)
             suites, self.headline = build_suites(cfg.eval)
             start = time.perf_counter()

@@ -68,7 +68,9 @@ TRAINER_RANGES = {
 
 @dataclass
 class GenerationConfig:
-    """How every policy is sampled for evaluation: one place, so every algorithm is judged alike."""
+    """How every policy is sampled for evaluation (`generation`): one setting for every algorithm, so every algorithm
+    is judged alike. An algorithm that samples "as long as the evaluation's completions" says so in its YAML with
+    `${generation.max_new_tokens}`. `pair_generation` has the same fields and defaults."""
 
     max_new_tokens: int = field(default=40, metadata=allowed("[1, inf)"))  # longest completion
     temperature: float = field(default=1.0, metadata=allowed("(0, inf)"))  # 1.0 samples the policy itself
@@ -90,8 +92,8 @@ class HarnessConfig:
     eval: dict[str, Any] = field(default_factory=dict)
     logger: Any = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
-    # how preference pairs are sampled from the starting policy (data, not evaluation: its own settings, so
-    # changing the evaluation's sampling retrains nothing)
+    # how preference pairs are sampled from the starting policy and labelled by the task (data, not evaluation: its
+    # own settings, so changing the evaluation's sampling retrains nothing)
     pair_generation: GenerationConfig = field(default_factory=GenerationConfig)
     # the policy every method starts from (an algorithm config; conf/sft/): one node, so a change to it reaches
     # every method, the reward model and the win-rate baseline alike
@@ -101,21 +103,23 @@ class HarnessConfig:
     # policies along training evaluated as the final one: N snapshots evenly spaced in the training stage's steps
     # (harness/snapshots.py; result.json `trajectory`), so each run traces a reward-vs-KL curve; 0: the final only
     snapshots: int = field(default=0, metadata=allowed("[0, inf)"))
-    objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper
+    objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper (e.g. Optuna)
     # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
     kl_metric: str | None = "eval/kl/seq_kl"
     # nats of `kl_metric`; above it the objective ranks below every in-budget job (harness/objective.py)
     kl_budget: float | None = field(default=None, metadata=allowed("[0, inf)"))
     experiment_name: str = "default"  # groups the runs of one comparison (W&B group, report title)
-    seed: int = field(default=0, metadata=allowed("[0, inf)"))  # training seed of the algorithm stage
-    results_dir: str = "results"
-    cache_dir: str = "${results_dir}/cache"
+    # training seed of the algorithm stage (the data and the base model have their own)
+    seed: int = field(default=0, metadata=allowed("[0, inf)"))
+    results_dir: str = "results"  # runs/, sweeps/ and the cache go under it
+    cache_dir: str = "${results_dir}/cache"  # stages (datasets, base model, SFT, ...) shared by every job
     # what reusing a cached stage checks against what its build recorded: sizes (and small files' hashes), or hashes
     verify_stages: str = "sizes"
     device: str = "auto"  # auto | cpu | cuda
     # torch threads per job on CPU (None: torch's default); 1 when jobs run in parallel
     cpu_threads: int | None = field(default=None, metadata=allowed("[1, inf)"))
-    # torch threads while the base model is built (None: cpu_threads)
+    # torch threads while the base model stage is built on CPU (None: cpu_threads). A sweep's jobs all wait for that
+    # stage, so it can have the cores they leave idle
     base_model_threads: int | None = field(default=None, metadata=allowed("[1, inf)"))
     smoke: bool = False  # set by debug=smoke: tiny budgets everywhere
     # beta of the KL-regularised objective r - beta KL(policy || SFT), KL summed over a completion's tokens, one knob
@@ -203,6 +207,22 @@ def _schema_class(key: str, *, _parent_: Any) -> str | None:
     return f"{mirrored.__module__}.{mirrored.__qualname__}" if mirrored is not None else None
 
 
+def _schema_default(path: str, *, _root_: DictConfig) -> Any:
+    """`${schema_default:algorithm.trainer.kl_coef}`: the default that the schema of the key's node declares (its
+    dataclass field's), whatever the key holds now, so a YAML that must restate a default (inside an interpolation,
+    or to pin it under debug=smoke) names it instead of typing the value a second time."""
+    parent_path, _, key = path.rpartition(".")
+    parent = OmegaConf.select(_root_, parent_path, throw_on_missing=False) if parent_path else _root_
+    kind = OmegaConf.get_type(parent) if isinstance(parent, DictConfig) else None
+    fields = {spec.name: spec for spec in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else {}
+    spec = fields.get(key)
+    if spec is None or (spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING):
+        raise ValueError(f"schema_default:{path}: no schema declares a default for {key!r}; expected a schema's key")
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return _plain(spec.default)
+
+
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore (once per process)."""
     global _registered
@@ -211,6 +231,7 @@ def register_configs() -> None:
     # `${default:${kl_beta},0.3}`: the shared knob when it is set, else the algorithm's own value.
     OmegaConf.register_new_resolver("default", _value_or_default, replace=True)
     OmegaConf.register_new_resolver("schema_class", _schema_class, replace=True)
+    OmegaConf.register_new_resolver("schema_default", _schema_default, replace=True)
     store = ConfigStore.instance()
     store.store(name="harness_schema", node=HarnessConfig)
     _registered = True

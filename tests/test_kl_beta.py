@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from harness.declarations import kl_beta_warning, split_declarations
 from harness.errors import HarnessError
 from harness.protocols import Reward
 from plugins.algorithms import kl
@@ -153,7 +154,7 @@ def test_sigma_is_measured_on_groups_of_one_prompts_samples() -> None:
 def method(cfg) -> TRLMethod:
     """The algorithm node as the harness builds it (declarations and smoke budgets out), without its start."""
     node = OmegaConf.to_container(cfg.algorithm, resolve=True)
-    for key in ("curves", "ranges", "smoke", "headline"):
+    for key in ("curves", "ranges", "smoke", "headline", "kl_beta_ignored"):
         node.pop(key, None)
     node["init"] = node["pairs_from"] = None
     return instantiate(node, _convert_="all")
@@ -208,6 +209,35 @@ def test_every_method_that_kl_beta_reaches_is_in_the_table() -> None:
     assert set(NO_REFERENCE) <= set(texts)
 
 
+def test_a_method_kl_beta_cannot_reach_says_why_in_one_warning_line(compose) -> None:
+    """kl_beta is never dropped silently: cpo (no reference, so no KL to weigh) warns with the reason its YAML
+    declares; dpo takes kl_beta as its beta and warns nothing; nor does cpo without kl_beta."""
+
+    def warning(overrides: list[str]) -> str | None:
+        cfg = compose(overrides)
+        return kl_beta_warning(cfg.algorithm.name, cfg.get("kl_beta"), split_declarations(cfg.algorithm)[1])
+
+    assert warning(["algorithm=cpo", "kl_beta=0.1"]) == (
+        "kl_beta=0.1: cpo has no KL term to a reference (CPO's beta scales the policy's own log-probabilities); ignored"
+    )
+    assert warning(["algorithm=dpo", "kl_beta=0.1"]) is None
+    assert warning(["algorithm=cpo"]) is None
+
+
+def test_every_algorithm_takes_kl_beta_or_declares_why_not(compose) -> None:
+    """Each algorithm YAML either carries kl_beta into its config (a kl_knob, PPO's kl_coef) or declares
+    `kl_beta_ignored` (harness/declarations.py): never neither (a silent drop), never both."""
+    from harness.app import CONFIG_DIR
+
+    for name in sorted(path.stem for path in (Path(CONFIG_DIR) / "algorithm").glob("*.yaml")):
+        algorithm = compose([f"algorithm={name}", "kl_beta=0.123"]).algorithm
+        node = OmegaConf.to_container(algorithm, resolve=True)
+        for start in ("init", "pairs_from"):  # the SFT node they start from or sample pairs with
+            node.pop(start, None)
+        takes = "0.123" in str(node)
+        assert takes != ("kl_beta_ignored" in algorithm), name
+
+
 def test_a_knob_set_by_hand_beside_kl_beta_is_refused(compose) -> None:
     cfg = compose(["algorithm=grpo", "kl_beta=0.2", "algorithm.trainer.beta=0.05"])
     with pytest.raises(Exception, match=r"algorithm.trainer.beta=0.05 with kl_beta=0.2: kl_beta sets beta"):
@@ -228,6 +258,9 @@ class StageRecorder:
         return None
 
     def stage(self, name, config, inputs, build, collective=False):
+        self.configs.append(config)
+
+    def train_stage(self, name, config, inputs, build, *, start, snapshots=False):
         self.configs.append(config)
 
 
@@ -288,3 +321,25 @@ def test_the_missing_eos_penalty_is_subtracted_alike_in_ppo_and_the_trl_reward()
     )
     assert ours == pytest.approx(trls)
     assert trls == pytest.approx([0.9, -0.2, -1.5])
+
+
+def test_online_dpo_has_one_missing_eos_penalty_applied_once(compose) -> None:
+    """TRL's OnlineDPOTrainer would subtract its own OnlineDPOConfig.missing_eos_penalty after our reward already
+    did: it stays null, and setting it is a one-line error naming the one setting."""
+    cfg = compose(["algorithm=online_dpo"])
+    assert cfg.algorithm.missing_eos_penalty == 1.0 and cfg.algorithm.trainer.missing_eos_penalty is None
+    with pytest.raises(HarnessError) as error:
+        method(compose(["algorithm=online_dpo", "algorithm.trainer.missing_eos_penalty=0.5"]))._stage(
+            StageRecorder(), start=None
+        )
+    assert str(error.value).startswith("algorithm.trainer.missing_eos_penalty=0.5: the trainer's own penalty")
+    assert "expected algorithm.missing_eos_penalty=0.5" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_missing_eos_penalty_is_a_number_zero_is_off(compose) -> None:
+    built = method(compose(["algorithm=grpo", "algorithm.missing_eos_penalty=null"]))
+    with pytest.raises(HarnessError, match=r"^algorithm.missing_eos_penalty=None: expected a number >= 0 \(0 = off\)$"):
+        built._stage(StageRecorder(), start=None)
+    run = StageRecorder()
+    method(compose(["algorithm=grpo", "algorithm.missing_eos_penalty=0"]))._stage(run, start=None)
+    assert run.configs[0]["missing_eos_penalty"] == 0

@@ -21,7 +21,9 @@ A method that TRL trains is a YAML file and nothing else (HALOs' habit: one conf
 - `unpaired`: the same pairs as single completions with a good/bad `label` (KTO's data: each pair gives one of
   each, so it sees exactly the preference methods' completions);
 - `prompts`: the task's `prompts` split; the trainer samples completions and is rewarded by the run's `reward=`
-  (`reward_funcs`), less `missing_eos_penalty` for a completion cut off before EOS.
+  (`reward_funcs`), less `missing_eos_penalty` (a number >= 0, 0 = off) for a completion that never emitted EOS.
+  That penalty is applied here, in the reward, for every such trainer; a trainer's own knob of the name (TRL's
+  OnlineDPOConfig.missing_eos_penalty) stays null, so it is never applied twice.
 
 `kl_knob` says which trainer field is the KL coefficient and what it multiplies (plugins/algorithms/kl.py, the one
 place that converts the shared `kl_beta` into it). The YAML sets that field to `${default:${kl_beta},<own>}`; with
@@ -215,7 +217,22 @@ class TRLMethod:
                 )
         return peft
 
+    def _check_missing_eos_penalty(self) -> None:
+        """One missing-EOS penalty, `algorithm.missing_eos_penalty`, subtracted in our reward (as_trl_reward): a
+        trainer's own field of the name (OnlineDPOConfig's) set beside it would subtract it a second time."""
+        own = self.trainer.get("missing_eos_penalty")
+        if own is not None:
+            raise HarnessError(
+                f"algorithm.trainer.missing_eos_penalty={own}: the trainer's own penalty would come on top of the "
+                f"harness's; expected algorithm.missing_eos_penalty={own} (subtracted once, as in every method)"
+            )
+        if not isinstance(self.missing_eos_penalty, int | float) or isinstance(self.missing_eos_penalty, bool):
+            raise HarnessError(
+                f"algorithm.missing_eos_penalty={self.missing_eos_penalty!r}: expected a number >= 0 (0 = off)"
+            )
+
     def _stage(self, run: Run, start: StageOutput, snapshots: bool = False) -> StageOutput:
+        self._check_missing_eos_penalty()  # here, not in __init__: Hydra would wrap the one-line error
         config: dict[str, Any] = {
             "algorithm": self.name,
             "trainer_class": self.trainer_class,
