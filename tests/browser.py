@@ -104,35 +104,11 @@ def render_report(page: Page, path: Path) -> dict[str, Any]:
     - `console_errors`: console error messages, and uncaught page exceptions as "uncaught: ...".
     """
     url = Path(path).resolve().as_uri()
-    requests: list[str] = []
-    failed: list[dict[str, str]] = []
-    errors: list[str] = []
-
-    def on_request(request: Any) -> None:
-        if request.url != url and not request.url.startswith("data:"):
-            requests.append(request.url)
-
-    def on_failed(request: Any) -> None:
-        failed.append({"url": request.url, "failure": str(request.failure)})
-
-    def on_console(message: Any) -> None:
-        if message.type == "error":
-            errors.append(message.text)
-
-    def on_page_error(exc: Any) -> None:
-        errors.append(f"uncaught: {exc}")
-
-    def on_route(route: Any) -> None:
-        # Only the report itself may load; anything else it asks for is refused (and shows up as a failed request).
-        if route.request.url == url:
-            route.continue_()
-        else:
-            route.abort("blockedbyclient")
-
-    listeners = {"request": on_request, "requestfailed": on_failed, "console": on_console, "pageerror": on_page_error}
+    watch = _LoadWatch(url)
+    listeners = watch.listeners()
     for event, listener in listeners.items():
         page.on(event, listener)
-    page.route("**/*", on_route)
+    page.route("**/*", watch.on_route)
     try:
         page.goto(url, wait_until="load")
         seen = page.evaluate(_INSPECT_JS)
@@ -140,4 +116,44 @@ def render_report(page: Page, path: Path) -> dict[str, Any]:
         page.unroute("**/*")
         for event, listener in listeners.items():
             page.remove_listener(event, listener)
-    return seen | {"requests": requests, "failed_requests": failed, "console_errors": errors}
+    return seen | {"requests": watch.requests, "failed_requests": watch.failed, "console_errors": watch.errors}
+
+
+class _LoadWatch:
+    """What a page at `url` asks for and reports while it loads (render_report's `requests`, `failed_requests` and
+    `console_errors`); only the page itself may load."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.requests: list[str] = []
+        self.failed: list[dict[str, str]] = []
+        self.errors: list[str] = []
+
+    def listeners(self) -> dict[str, Any]:
+        return {
+            "request": self.on_request,
+            "requestfailed": self.on_failed,
+            "console": self.on_console,
+            "pageerror": self.on_page_error,
+        }
+
+    def on_request(self, request: Any) -> None:
+        if request.url != self.url and not request.url.startswith("data:"):
+            self.requests.append(request.url)
+
+    def on_failed(self, request: Any) -> None:
+        self.failed.append({"url": request.url, "failure": str(request.failure)})
+
+    def on_console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
+
+    def on_page_error(self, exc: Any) -> None:
+        self.errors.append(f"uncaught: {exc}")
+
+    def on_route(self, route: Any) -> None:
+        # Only the report itself may load; anything else it asks for is refused (and shows up as a failed request).
+        if route.request.url == self.url:
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")

@@ -146,28 +146,7 @@ def cases(draw: st.DrawFn, max_rows: int = 8, allow_settings: bool = True) -> Ca
     case.container = draw(st.sampled_from(CONTAINERS))
     case.ensure_ascii = draw(st.booleans())
     columns = list(rows[0])
-    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2]))):
-        change = draw(st.sampled_from(["cell", "cell", "cell", "drop_column", "drop_key", "rename", "same_value"]))
-        column = draw(st.sampled_from(columns))
-        row = draw(st.integers(0, len(rows) - 1))
-        if change == "cell":
-            rows[row][column] = draw(bad_values)
-        elif change == "drop_column":
-            for r in rows:
-                r.pop(column, None)
-        elif change == "drop_key":
-            rows[row].pop(column, None)
-        elif change == "rename":  # to another name, one that is not UTF-8, or one with a space
-            name = draw(st.sampled_from([f"{column}_x", f"{column}{INVALID_UTF8}", f" {column}"]))
-            for r in rows:
-                if column in r:
-                    r[name] = r.pop(column)
-        elif change == "same_value":
-            for r in rows:
-                r[column] = rows[0].get(column)
-        case.changes.append(f"{change} {column!r} row {row}")
-        if change == "cell" and len(case.changes) == 1:
-            case.bad_cell = (row, column)
+    change_rows(draw, case, rows, columns)
     if len(case.changes) != 1 or case.file_format == "json_columns":  # columns as one object: a row of lists
         case.bad_cell = None
     if draw(st.integers(0, 5)) == 0:
@@ -177,13 +156,50 @@ def cases(draw: st.DrawFn, max_rows: int = 8, allow_settings: bool = True) -> Ca
     if damage != "none":
         case.damage = (damage, draw(st.binary(max_size=24)) if damage == "bytes" else draw(st.integers(0, 10**6)))
     if allow_settings and draw(st.integers(0, 4)) == 0:
-        name = draw(st.sampled_from(SETTINGS))
-        value = draw(setting_values)
-        if name == "columns":
-            value = {draw(st.sampled_from([*columns, "nope"])): value}
-        case.settings[name] = value
-        case.bad_settings = True
+        add_bad_setting(draw, case, columns)
     return case
+
+
+def change_rows(draw: st.DrawFn, case: Case, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """None, one or two changes to the valid rows, each recorded in `case.changes`; the first, if a cell, is the
+    case's `bad_cell`."""
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2]))):
+        change = draw(st.sampled_from(["cell", "cell", "cell", "drop_column", "drop_key", "rename", "same_value"]))
+        column = draw(st.sampled_from(columns))
+        row = draw(st.integers(0, len(rows) - 1))
+        apply_change(draw, change, rows, column, row)
+        case.changes.append(f"{change} {column!r} row {row}")
+        if change == "cell" and len(case.changes) == 1:
+            case.bad_cell = (row, column)
+
+
+def apply_change(draw: st.DrawFn, change: str, rows: list[dict[str, Any]], column: str, row: int) -> None:
+    if change == "cell":
+        rows[row][column] = draw(bad_values)
+    elif change == "drop_column":
+        for r in rows:
+            r.pop(column, None)
+    elif change == "drop_key":
+        rows[row].pop(column, None)
+    elif change == "rename":  # to another name, one that is not UTF-8, or one with a space
+        name = draw(st.sampled_from([f"{column}_x", f"{column}{INVALID_UTF8}", f" {column}"]))
+        for r in rows:
+            if column in r:
+                r[name] = r.pop(column)
+    elif change == "same_value":
+        for r in rows:
+            r[column] = rows[0].get(column)
+
+
+def add_bad_setting(draw: st.DrawFn, case: Case, columns: list[str]) -> None:
+    """A task setting of any value (a `columns` mapping naming a real column or none), so the case may be refused
+    for its settings rather than its data."""
+    name = draw(st.sampled_from(SETTINGS))
+    value = draw(setting_values)
+    if name == "columns":
+        value = {draw(st.sampled_from([*columns, "nope"])): value}
+    case.settings[name] = value
+    case.bad_settings = True
 
 
 # ---------------------------------------------------------------------------------------------- writing
