@@ -20,7 +20,7 @@ after the first few (warm-up: kernel selection, allocator growth):
   peak GiB   torch.cuda.max_memory_allocated from trainer construction to the end of train() (the models are
              loaded on the CPU; the trainer moves them); on CPU, the process's VmHWM (reset first)
 and the harness / plain ratios of steps/s and peak memory. PPO is the harness's own loop
-(plugins/algorithms/ppo.py: TRL 1.16 has no PPOTrainer, so there is nothing plain to compare with), full fine-tuning
+(plugins/algorithms/ppo/: TRL 1.16 has no PPOTrainer, so there is nothing plain to compare with), full fine-tuning
 only (train_ppo takes no LoRA option), its peak including the policy, reference and value models it loads itself.
 A cell that fails (out of memory, a TRL API change) is a row with its error; the others still run.
 
@@ -401,7 +401,7 @@ def measure_ppo(bench: Bench, clock: StepClock) -> None:
 
     from harness.protocols import Reward
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, train_ppo
+    from plugins.algorithms.ppo import load_config, standalone_stage, train_ppo
     from plugins.loggers.none import NoLogger
 
     scale = bench.scale
@@ -440,10 +440,9 @@ def measure_ppo(bench: Bench, clock: StepClock) -> None:
     clock.start()
     train_ppo(
         config,
-        sft_path=bench.model_dir,
+        standalone_stage(out_dir, bench.model_dir),
         reward=Reward(name="words", fn=completion_words, is_gold=True),
         prompts=prompts,
-        out_dir=out_dir,
         recorder=recorder,
         device=bench.device,
         seed=0,
@@ -569,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(rows[-1])
             rows.append({"method": "ppo", "mode": "full", "side": "plain TRL", "note": "not measured: see below"})
             notes.append("PPO: the harness's own loop (train_ppo) only; TRL 1.16 has no PPOTrainer to compare it with")
-            notes.append("PPO with LoRA: not measured; plugins/algorithms/ppo.py train_ppo takes no peft/LoRA option")
+            notes.append("PPO with LoRA: not measured; plugins/algorithms/ppo/ train_ppo takes no peft/LoRA option")
     import trl
 
     measured = (

@@ -1,4 +1,4 @@
-"""PPO with the harness's own loop (plugins/algorithms/ppo.py), on what bench/ppo_trl112.py gets: the same SFT
+"""PPO with the harness's own loop (plugins/algorithms/ppo/), on what bench/ppo_trl112.py gets: the same SFT
 and reward-model folders, prompts, settings and thread count. Run in a fresh process, as TRL's is:
     python bench/ppo_ours.py SPEC.json
 The last stdout line is a JSON report. Like TRL, it does not score rollouts with the gold reward as it trains
@@ -24,7 +24,7 @@ def main(spec_path: str) -> None:
     from harness.protocols import Reward
     from harness.runner import torch_threads
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, train_ppo
+    from plugins.algorithms.ppo import load_config, standalone_stage, train_ppo
     from plugins.loggers.none import NoLogger
     from plugins.rewards.learned import RewardModelFn
 
@@ -43,10 +43,9 @@ def main(spec_path: str) -> None:
     with torch_threads(spec["threads"]):
         metrics = train_ppo(
             config,
-            sft_path=Path(spec["sft_path"]),
+            standalone_stage(out_dir, Path(spec["sft_path"])),
             reward=reward,
             prompts=prompts,
-            out_dir=out_dir,
             recorder=recorder,
             device="cpu",
             seed=spec["seed"],

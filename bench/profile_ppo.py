@@ -21,12 +21,12 @@ from bench.ppo import prepare, trl_venv
 # (group, function name, file fragment): cumulative time of these functions, outermost first
 GROUPS = {
     "harness": [
-        ("generation", "sample_responses", "ppo.py"),
+        ("generation", "sample_responses", "algorithms/ppo/"),
         ("reward model", "__call__", "learned.py"),
         ("update: backward", "backward", "accelerator.py"),
         ("update: optimizer", "step", "optimizer.py"),
-        ("forwards (policy, reference, value, update)", "response_logits", "ppo.py"),
-        ("forwards (policy, reference, value, update)", "response_values", "ppo.py"),
+        ("forwards (policy, reference, value, update)", "response_logits", "algorithms/ppo/"),
+        ("forwards (policy, reference, value, update)", "response_values", "algorithms/ppo/"),
     ],
     "trl": [
         ("generation", "batch_generation", "ppo_trainer.py"),

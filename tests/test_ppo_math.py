@@ -1,4 +1,4 @@
-"""PPO's math on small fixed tensors, each worked out by hand in the docstring (plugins/algorithms/ppo.py)."""
+"""PPO's math on small fixed tensors, each worked out by hand in the docstring (plugins/algorithms/ppo/maths.py)."""
 
 from __future__ import annotations
 
