@@ -268,34 +268,33 @@ def validation_reason(exc: RequestValidationError) -> str:
     return reason + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
 
 
-def create_app(arena: Arena, token: str | None = None) -> FastAPI:
-    """The arena's app. `token`: what raters on other machines must present (None: nobody needs one, which is only
-    safe while the server listens on loopback)."""
-    app = FastAPI(title="harness arena", docs_url=None, redoc_url=None, openapi_url=None)
+def needs_token(request: Request, token: str | None) -> bool:
+    """Whether `request` must present the arena's token: it has one, and the request comes from another machine."""
+    client = request.client.host if request.client else None
+    return token is not None and not is_loopback(client)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        client = request.client.host if request.client else None
-        needs_token = token is not None and not is_loopback(client)
-        offered = offered_token(request) if needs_token else None
-        if needs_token and (offered is None or not secrets.compare_digest(offered.encode(), token.encode())):
-            response = error(403, "this arena needs its token from other machines: open the URL the server printed")
-        elif not needs_token and not names_this_machine(request.headers.get("host", "")):
-            response = error(403, f"Host {request.headers.get('host', '')[:80]!r} is not an address of this machine")
-        elif request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != (
-            "application/json"
-        ):
-            # also what keeps other sites' pages from posting votes: a JSON request needs a CORS preflight
-            response = error(415, "expected Content-Type: application/json")
-        elif too_large(request):
-            response = error(413, f"request body over {BODY_MAX} bytes")
-        else:
-            response = await call_next(request)
-            if needs_token and request.query_params.get("token") and response.status_code == 200:
-                # the page was opened from the printed URL: its script's requests carry the token as a cookie
-                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-        response.headers.update(SECURITY_HEADERS)
-        return response
+
+def refusal(request: Request, token: str | None) -> JSONResponse | None:
+    """The answer to a request the arena turns away before handling it, or None to handle it: from another machine
+    without the token; from this one under a Host that is not this machine's; a POST that is not JSON; a body over
+    BODY_MAX."""
+    if needs_token(request, token):
+        offered = offered_token(request)
+        if offered is None or not secrets.compare_digest(offered.encode(), str(token).encode()):
+            return error(403, "this arena needs its token from other machines: open the URL the server printed")
+    elif not names_this_machine(request.headers.get("host", "")):
+        return error(403, f"Host {request.headers.get('host', '')[:80]!r} is not an address of this machine")
+    if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        # also what keeps other sites' pages from posting votes: a JSON request needs a CORS preflight
+        return error(415, "expected Content-Type: application/json")
+    if too_large(request):
+        return error(413, f"request body over {BODY_MAX} bytes")
+    return None
+
+
+def answer_errors_in_one_line(app: FastAPI) -> None:
+    """Every error the app answers, as `{"error": "<one line>"}` with its status: a malformed request, a missing page,
+    a vote the arena rejects, a failure of its own."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -316,6 +315,25 @@ def create_app(arena: Arena, token: str | None = None) -> FastAPI:
         # a vote is acknowledged only after its commit, so a failure before the answer is not an acknowledgement
         detail = str(getattr(exc, "orig", None) or exc)  # a database error's own message, without its SQL
         return error(500, f"the arena failed: {type(exc).__name__}: {detail[:200]}")
+
+
+def create_app(arena: Arena, token: str | None = None) -> FastAPI:
+    """The arena's app. `token`: what raters on other machines must present (None: nobody needs one, which is only
+    safe while the server listens on loopback)."""
+    app = FastAPI(title="harness arena", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        response = refusal(request, token)
+        if response is None:
+            response = await call_next(request)
+            if needs_token(request, token) and request.query_params.get("token") and response.status_code == 200:
+                # the page was opened from the printed URL: its script's requests carry the token as a cookie
+                response.set_cookie(TOKEN_COOKIE, str(token), httponly=True, samesite="strict")
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    answer_errors_in_one_line(app)
 
     @app.get("/")
     def page() -> FileResponse:
