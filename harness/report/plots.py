@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from harness.report.aggregate import Group, training_history
 from harness.report.frontier import (
+    MethodFrontier,
     final_point,
     mean_frontier,
     method_name,
@@ -76,15 +78,7 @@ def frontier(comparison: Comparison) -> bytes | None:
     for group in comparison.groups:
         name = method_name(group)
         colour = colours[name]
-        for job in group.complete:
-            final = final_point(job, y_key, x_key)
-            if path := trajectory_points(job, y_key, x_key):
-                traced = True
-                xs, ys = zip(*(path + ([final] if final else [])), strict=True)
-                axes.plot(xs, ys, color=colour, alpha=0.15, linewidth=0.7)
-                axes.scatter(*zip(*path, strict=True), color=colour, alpha=0.25, s=10, marker="x", linewidths=0.7)
-            if final:
-                axes.scatter(*final, color=colour, alpha=0.3, s=14, linewidths=0)
+        traced = _plot_jobs(axes, group, colour, y_key, x_key) or traced
         reward, kl = group.summary(y_key), group.summary(x_key)
         if reward is None or kl is None:
             continue
@@ -101,14 +95,7 @@ def frontier(comparison: Comparison) -> bytes | None:
             axes.annotate(text, (kl.mean, reward.mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for method in result.methods:
         colour = colours[method.method]
-        curve = mean_frontier(method)
-        every = np.where(curve["seeds"] == len(method.seeds), curve["mean"], np.nan)
-        axes.plot(curve["kl"], curve["mean"], color=colour, linewidth=1.2, linestyle=":")
-        axes.plot(curve["kl"], every, color=colour, linewidth=1.8)
-        # the band where every seed reaches: a t-interval over the two that reach further would be mostly noise
-        band = np.isfinite(curve["low"]) & np.isfinite(curve["high"]) & (curve["seeds"] == len(method.seeds))
-        if band.any():
-            axes.fill_between(curve["kl"], curve["low"], curve["high"], where=band, color=colour, alpha=0.15, lw=0)
+        _plot_mean_frontier(axes, method, colour)
         if method.method not in labelled:  # a method without a group mean on both axes still gets its name
             axes.plot([], [], color=colour, label=method.method)
             labelled.add(method.method)
@@ -126,6 +113,35 @@ def frontier(comparison: Comparison) -> bytes | None:
     axes.set_title(f"{result.reward.label} vs {result.kl.label}: frontiers over seeds, 95% intervals", fontsize=10)
     axes.grid(alpha=0.3)
     return _png(figure)
+
+
+def _plot_jobs(axes: Any, group: Group, colour: Any, y_key: str, x_key: str) -> bool:
+    """Each job of `group` faint at its final point, its checkpoints fainter, joined in training order; whether any
+    job had checkpoints."""
+    traced = False
+    for job in group.complete:
+        final = final_point(job, y_key, x_key)
+        if path := trajectory_points(job, y_key, x_key):
+            traced = True
+            xs, ys = zip(*(path + ([final] if final else [])), strict=True)
+            axes.plot(xs, ys, color=colour, alpha=0.15, linewidth=0.7)
+            axes.scatter(*zip(*path, strict=True), color=colour, alpha=0.25, s=10, marker="x", linewidths=0.7)
+        if final:
+            axes.scatter(*final, color=colour, alpha=0.3, s=14, linewidths=0)
+    return traced
+
+
+def _plot_mean_frontier(axes: Any, method: MethodFrontier, colour: Any) -> None:
+    """A method's mean frontier over seeds: solid where every seed reaches the KL, dotted where only some do, and its
+    95% band where every seed reaches."""
+    curve = mean_frontier(method)
+    every = np.where(curve["seeds"] == len(method.seeds), curve["mean"], np.nan)
+    axes.plot(curve["kl"], curve["mean"], color=colour, linewidth=1.2, linestyle=":")
+    axes.plot(curve["kl"], every, color=colour, linewidth=1.8)
+    # the band where every seed reaches: a t-interval over the two that reach further would be mostly noise
+    band = np.isfinite(curve["low"]) & np.isfinite(curve["high"]) & (curve["seeds"] == len(method.seeds))
+    if band.any():
+        axes.fill_between(curve["kl"], curve["low"], curve["high"], where=band, color=colour, alpha=0.15, lw=0)
 
 
 def metric_bars(comparison: Comparison) -> bytes | None:
