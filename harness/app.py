@@ -22,8 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness import progress
 from harness.errors import HarnessError
-from harness.io import read_json
-from harness.results import RESULT_FILE, is_compared, redact_overrides
+from harness.results import RESULT_FILE, Result, is_compared, redact_overrides
 from harness.schema import register_configs
 
 log = logging.getLogger("harness")
@@ -92,14 +91,14 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
     return {"name": name, "group": group, "job_type": cfg.algorithm.name, "overrides": overrides}
 
 
-def finished_result(output_dir: Path) -> dict[str, Any] | None:
+def finished_result(output_dir: Path) -> Result | None:
     """The job's own complete result.json, if an earlier run of this sweep already wrote one."""
     path = output_dir / RESULT_FILE
     try:
-        result = read_json(path) if path.exists() else None
+        result = Result.read(path) if path.exists() else None
     except ValueError:  # unreadable: run the job again
         return None
-    return result if result and result.get("status") == "complete" else None
+    return result if result is not None and result.status == "complete" else None
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -118,7 +117,7 @@ def run_job(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     if (done := finished_result(output_dir)) is not None:  # a sweep re-run into the same folder
         log.info("job already complete (%s): skipped", output_dir / RESULT_FILE)
-        return done["metrics"].get(cfg.get("objective") or "")
+        return done.metrics.get(cfg.get("objective") or "")
     identity = job_identity(cfg)
     # one W&B run per job, however many processes run it
     logger = build_plugin(cfg.logger) if distributed.is_main() else SilentLogger()

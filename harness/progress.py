@@ -199,14 +199,18 @@ def sweep_job(output_dir: Path, sweep_dir: Path | str, num: int) -> Iterator[Non
 
 def finish(report: Report, output_dir: Path) -> None:
     """The job's last report: complete with its headline metric, or failed with its one-line reason."""
-    result: dict[str, Any] = {}
+    from harness.results import Result
+
+    result: Result | None = None
     with suppress(OSError, ValueError):
-        result = json.loads((output_dir / "result.json").read_text())
+        result = Result.read(output_dir)
     if report.state["status"] != "failed":
-        if result.get("status") == "complete":
+        if result is not None and result.status == "complete":
             report.state.update(status="complete", headline=headline(result))
         else:
-            reason = result.get("error") or f"no complete result.json (see {report.state['console']})"
+            reason = (result.error if result is not None else None) or (
+                f"no complete result.json (see {report.state['console']})"
+            )
             report.state.update(status="failed", error=str(reason).splitlines()[0])
     report.state["finished"] = time.time()
     report.frames = report.frames[:1]
@@ -214,10 +218,10 @@ def finish(report: Report, output_dir: Path) -> None:
     report.write()
 
 
-def headline(result: dict[str, Any]) -> str | None:
+def headline(result: Any) -> str | None:
     """`gold reward 0.812`: the quality metric the job's suites declared (else their first headline metric)."""
-    metrics = result.get("metrics") or {}
-    entries = [entry for entry in result.get("headline") or [] if entry.get("key") in metrics]
+    metrics = result.metrics or {}
+    entries = [entry for entry in result.headline or [] if entry.get("key") in metrics]
     if not entries:
         return None
     entries.sort(key=lambda entry: (entry.get("role") != "quality", entry.get("order") or 0))
