@@ -82,3 +82,17 @@ def test_no_yaml_types_the_evaluations_length_again() -> None:
             if not (isinstance(value, str) and value.startswith("${")) and value is not None:
                 typed.append(f"{path.relative_to(CONF)}: {key}={value}")
     assert not typed
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "reinforce_pp"])
+def test_a_yaml_over_our_own_config_class_restates_none_of_its_defaults(algorithm: str) -> None:
+    """PPO's settings and their defaults are PPOConfig's: its YAML keeps what differs, and interpolations (kl_beta's
+    `${default:...}` falls back to `${schema_default:...}`, never to the value typed again)."""
+    from plugins.algorithms.ppo import PPOConfig
+
+    text = (CONF / "algorithm" / f"{algorithm}.yaml").read_text()
+    defaults = dataclasses.asdict(PPOConfig())
+    trainer = (yaml.safe_load(text) or {}).get("trainer") or {}
+    restated = {key: value for key, value in trainer.items() if not str(value).startswith("${")}
+    assert not {key: value for key, value in restated.items() if defaults[key] == value}
+    assert "${kl_beta}," not in text.replace("${default:${kl_beta},${schema_default:", "")

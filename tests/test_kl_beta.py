@@ -336,6 +336,46 @@ def test_online_dpo_has_one_missing_eos_penalty_applied_once(compose) -> None:
     assert "expected algorithm.missing_eos_penalty=0.5" in str(error.value) and "\n" not in str(error.value)
 
 
+SAMPLING_ONLINE = ("grpo", "dapo", "dr_grpo", "rloo", "online_dpo", "ppo", "reinforce_pp")
+
+
+@pytest.mark.parametrize("algorithm", SAMPLING_ONLINE)
+def test_every_method_that_samples_online_has_the_one_setting(compose, algorithm: str) -> None:
+    cfg = compose([f"algorithm={algorithm}", "algorithm.missing_eos_penalty=0.25"])
+    assert cfg.algorithm.missing_eos_penalty == 0.25
+    assert cfg.algorithm.trainer.get("missing_eos_penalty") in (None, 0.25)  # TRL's own knob off, or PPO's handed down
+
+
+def ppo(cfg):
+    """PPO as the harness builds it, without its start."""
+    from plugins.algorithms.ppo import PPO
+
+    node = OmegaConf.to_container(cfg.algorithm, resolve=True)
+    return PPO(node["name"], None, node["trainer"], node["missing_eos_penalty"])
+
+
+def test_ppos_missing_eos_penalty_is_set_where_every_methods_is_and_keyed_where_it_was(compose) -> None:
+    """algorithm.missing_eos_penalty, handed to the loop in PPOConfig: at the default the stage key's trainer settings
+    hold missing_eos_penalty=1.0 as before, so stages cached before the move are found."""
+    from plugins.algorithms.ppo import PPOConfig, load_config, stage_trainer
+
+    assert compose(["algorithm=ppo"]).algorithm.missing_eos_penalty == PPOConfig().missing_eos_penalty == 1.0
+    assert stage_trainer(load_config(ppo(compose(["algorithm=ppo"]))._trainer())) == stage_trainer(PPOConfig())
+    assert (
+        load_config(ppo(compose(["algorithm=ppo", "algorithm.missing_eos_penalty=0"]))._trainer()).missing_eos_penalty
+        == 0
+    )
+    with pytest.raises(HarnessError) as error:
+        ppo(compose(["algorithm=ppo", "algorithm.trainer.missing_eos_penalty=0.5"]))._trainer()
+    assert str(error.value) == (
+        "algorithm.trainer.missing_eos_penalty=0.5: the setting moved to algorithm.missing_eos_penalty, as in every "
+        "method; expected algorithm.missing_eos_penalty=0.5"
+    )
+    with pytest.raises(HarnessError) as error:
+        ppo(compose(["algorithm=ppo", "algorithm.missing_eos_penalty=null"]))._trainer()
+    assert str(error.value) == "algorithm.missing_eos_penalty=None: expected a number >= 0 (0 = off)"
+
+
 def test_a_missing_eos_penalty_is_a_number_zero_is_off(compose) -> None:
     built = method(compose(["algorithm=grpo", "algorithm.missing_eos_penalty=null"]))
     with pytest.raises(HarnessError, match=r"^algorithm.missing_eos_penalty=None: expected a number >= 0 \(0 = off\)$"):

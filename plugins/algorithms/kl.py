@@ -13,13 +13,14 @@ Each trainer takes its coefficient in its own units. What each one multiplies (T
     KTO (KTOTrainer)                    beta      sequence   kl_beta
     online DPO (OnlineDPOTrainer)       beta      sequence   kl_beta
     RLOO (RLOOTrainer)                  beta      sequence   kl_beta
-    PPO, REINFORCE++ (ppo.py)           kl_coef   sequence   kl_beta   (ppo.yaml: `${default:${kl_beta},0.1}`)
+    PPO, REINFORCE++ (ppo/)             kl_coef   sequence   kl_beta   (ppo.yaml: `${default:${kl_beta},...}`)
     GRPO, DAPO (GRPOTrainer)            beta      grpo       kl_beta / sigma   (scale_rewards group or batch)
     Dr. GRPO (GRPOTrainer)              beta      grpo       kl_beta           (scale_rewards none)
 
 An algorithm's YAML names its knob and its kind (`kl_knob: {field: beta, kind: grpo, kl_beta: "${kl_beta}"}`),
 which TRLMethod reads; PPO's trainer is ours and takes kl_beta as it is. With kl_beta null every method keeps its
-own default.
+own default. An algorithm with no KL term (CPO, SimPO, ORPO, RAFT, best-of-n; base and SFT train none) declares
+why in `kl_beta_ignored:`, and a job that sets kl_beta for it warns with that reason (harness/declarations.py).
 
 Why:
 - DPO: the loss is -log sigmoid(beta (rho_w - rho_l)) with rho the log-ratio summed over the completion: beta is
@@ -64,7 +65,8 @@ Caveats of the GRPO conversion (seed 0 on the testbed, learned reward, kl_beta 0
   ignores how the policy changes which prefixes are visited. PPO and RLOO put k1 in the reward, whose
   score-function gradient is that of the sequence KL(pi || pi_ref). The two agree to second order near pi_ref.
 
-Missing-EOS penalty: subtracted from the score in every method (ppo.apply_missing_eos_penalty,
+Missing-EOS penalty: one setting, `algorithm.missing_eos_penalty` (a number >= 0; 0 = off), subtracted from the score of
+a completion that never emitted EOS in every method that samples (ppo.apply_missing_eos_penalty,
 trl_method.as_trl_reward); with scale_rewards it is in sigma too.
 """
 

@@ -85,10 +85,32 @@ from plugins.algorithms.ppo.rollout import prompt_batches, sample_responses
 class PPO:
     """PPO (or REINFORCE++) as a cached training stage, started from the SFT method's stage."""
 
-    def __init__(self, name: str = "ppo", init: Any = None, trainer: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "ppo",
+        init: Any = None,
+        trainer: Mapping[str, Any] | None = None,
+        missing_eos_penalty: float | None = PPOConfig.missing_eos_penalty,
+    ) -> None:
         self.name = name
         self.init = init  # the SFT method (Hydra builds it from `init: ${sft}`)
         self.trainer = dict(trainer or {})
+        self.missing_eos_penalty = missing_eos_penalty  # algorithm.missing_eos_penalty, as in every method
+
+    def _trainer(self) -> dict[str, Any]:
+        """`algorithm.trainer` with the missing-EOS penalty of `algorithm.missing_eos_penalty`, its one setting (the
+        YAML hands it down, so the loop and the stage key read it where they always did): a different value under
+        `algorithm.trainer` was set there by hand, where the setting no longer is."""
+        penalty = self.missing_eos_penalty
+        if isinstance(penalty, bool) or not isinstance(penalty, int | float):
+            raise HarnessError(f"algorithm.missing_eos_penalty={penalty!r}: expected a number >= 0 (0 = off)")
+        here = self.trainer.get("missing_eos_penalty", penalty)
+        if here != penalty:
+            raise HarnessError(
+                f"algorithm.trainer.missing_eos_penalty={here}: the setting moved to algorithm.missing_eos_penalty, "
+                f"as in every method; expected algorithm.missing_eos_penalty={here}"
+            )
+        return {**self.trainer, "missing_eos_penalty": penalty}
 
     def _sft(self, run: Run) -> StageOutput:
         init = self.init
@@ -101,7 +123,7 @@ class PPO:
         return init.stage(run)
 
     def train(self, run: Run) -> Policy:
-        config = load_config(self.trainer)  # here, not in __init__, so the error stays one line
+        config = load_config(self._trainer())  # here, not in __init__, so the error stays one line
         check_reference(config, peft_settings(run))  # checked before the SFT stage trains
         sft = self._sft(run)
         reward = run.reward()

@@ -31,7 +31,10 @@ class PPOConfig:
     max_grad_norm: float = _in("(0, inf)", 1.0)  # global gradient-norm clip of policy and value (Huang et al. 2022)
     response_length: int = _in("[1, inf)", 40)  # most response tokens sampled per prompt
     temperature: float = _in("(0, inf)", 1.0)  # sampling temperature; logprobs from logits / temperature (Huang 2024)
-    missing_eos_penalty: float | None = _in("[0, inf)", 1.0)  # subtracted from the score of a response with no EOS
+    # subtracted from the score of a response with no EOS (Huang et al. 2024); 0 = off. Set as
+    # algorithm.missing_eos_penalty, as in every method that samples (a number: the PPO plugin refuses null); the YAML
+    # hands it down to here, where the loop and the stage key read it
+    missing_eos_penalty: float | None = _in("[0, inf)", 1.0)
     kl_coef: float = _in("[0, inf)", 0.1)  # beta of the per-token KL penalty to the reference (Ziegler et al. 2019)
     kl_estimator: Literal["k1", "k3"] = "k1"  # k1 = log p - log p_ref; k3 = (r - 1) - log r, r = p_ref / p (Schulman)
     adaptive_kl: bool = False  # adapt kl_coef towards target_kl (Ziegler et al. 2019, eq. 2)
