@@ -517,7 +517,8 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The command line, and the methods and modes it chose (an unknown one is the parser's error)."""
     parser = argparse.ArgumentParser(prog="python -m bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS), help="any of sft,dpo,grpo,ppo")
     parser.add_argument("--modes", default=",".join(MODES), help="any of full,lora")
@@ -531,6 +532,33 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{name}: {','.join(unknown)} unknown; expected some of {','.join(known)}")
     if args.device == "cpu" and not args.tiny:
         parser.error("--device cpu: expected --tiny too (a 0.5B model on a CPU measures nothing useful)")
+    return args, methods, modes
+
+
+def measure_all(bench: Bench, methods: list[str], modes: list[str], notes: list[str]) -> list[dict[str, Any]]:
+    """A row per method, mode and side (the harness, plain TRL), the sides alternating which goes first; PPO on the
+    harness's side only (notes say why)."""
+    rows: list[dict[str, Any]] = []
+    order = 0
+    for method in (m for m in METHODS if m in methods and m != "ppo"):
+        for mode in (m for m in MODES if m in modes):
+            sides = ("harness", "plain TRL") if order % 2 == 0 else ("plain TRL", "harness")  # neither always first
+            order += 1
+            for side in sides:
+                measure = partial(measure_trl, bench, method, mode, side.split()[0])
+                rows.append({"method": method, "mode": mode, "side": side, **attempt(bench, measure)})
+                progress(rows[-1])
+    if "ppo" in methods:
+        rows.append({"method": "ppo", "mode": "full", "side": "harness", **attempt(bench, partial(measure_ppo, bench))})
+        progress(rows[-1])
+        rows.append({"method": "ppo", "mode": "full", "side": "plain TRL", "note": "not measured: see below"})
+        notes.append("PPO: the harness's own loop (train_ppo) only; TRL 1.16 has no PPOTrainer to compare it with")
+        notes.append("PPO with LoRA: not measured; plugins/algorithms/ppo/ train_ppo takes no peft/LoRA option")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, methods, modes = parse_arguments(argv)
 
     import torch
 
@@ -549,26 +577,9 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("LoRA not measured: peft is not installed")
             print(f"bench gpu: {notes[-1]}", flush=True)
     scale = TINY if args.tiny else QWEN25_05B
-    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as folder:
         bench, parameters = prepare(Path(folder), scale, args.device)
-        order = 0
-        for method in (m for m in METHODS if m in methods and m != "ppo"):
-            for mode in (m for m in MODES if m in modes):
-                sides = ("harness", "plain TRL") if order % 2 == 0 else ("plain TRL", "harness")  # neither always first
-                order += 1
-                for side in sides:
-                    measure = partial(measure_trl, bench, method, mode, side.split()[0])
-                    rows.append({"method": method, "mode": mode, "side": side, **attempt(bench, measure)})
-                    progress(rows[-1])
-        if "ppo" in methods:
-            rows.append(
-                {"method": "ppo", "mode": "full", "side": "harness", **attempt(bench, partial(measure_ppo, bench))}
-            )
-            progress(rows[-1])
-            rows.append({"method": "ppo", "mode": "full", "side": "plain TRL", "note": "not measured: see below"})
-            notes.append("PPO: the harness's own loop (train_ppo) only; TRL 1.16 has no PPOTrainer to compare it with")
-            notes.append("PPO with LoRA: not measured; plugins/algorithms/ppo/ train_ppo takes no peft/LoRA option")
+        rows = measure_all(bench, methods, modes, notes)
     import trl
 
     measured = (
