@@ -50,6 +50,15 @@ class TrainingStage:
     # is itself an adapter trained further (`continue_start`), the stage that adapter sits on
     adapter_base: Path | None = None
 
+    @classmethod
+    def outside_a_run(
+        cls, out_dir: Path, start_path: Path, peft: adapters.PeftSettings | None = None, snapshot_count: int = 0
+    ) -> TrainingStage:
+        """A stage for a caller with no Run (a benchmark, a test): `out_dir` to write in, the policy saved in
+        `start_path` to start from. It has no logger: `recorder` and `fit` need a Run."""
+        start = StageOutput(name="start", key="", path=Path(start_path), built_now=False, seconds=0.0)
+        return cls(run=None, out_dir=Path(out_dir), start=start, peft=peft, snapshot_count=snapshot_count)
+
     @property
     def base(self) -> Path:
         return self.adapter_base if self.adapter_base is not None else self.start.path

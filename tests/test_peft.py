@@ -148,8 +148,11 @@ def test_dpo_holds_one_copy_of_the_sft_weights_with_lora(sweep, tmp_path, peft, 
 
     sft = stage_path(sweep, "dpo", "sft")
     pairs = load_from_disk(str(stage_path(sweep, "dpo", "preferences")))["preferences"].select(range(8))
+    from harness.train_stage import TrainingStage
+
     method = TRLMethod(name="dpo", trainer_class="trl.DPOTrainer", data="preferences", reference_model=True)
-    model, kwargs = method.load_start(sft, peft)
+    stage = TrainingStage.outside_a_run(tmp_path / "dpo", sft, peft=peft)
+    model, kwargs = stage.load_start(reference_model=method.reference_model)
     weights = adapters.storage_bytes(model)
     args = DPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=64)
     trainer = DPOTrainer(
@@ -337,6 +340,11 @@ class CapturingRun:
     def stage(self, name, config, inputs, build, collective=False, parts=()) -> StageOutput:
         self.configs[name] = config
         return StageOutput(name, stage_key(name, config, inputs), Path(name), False, 0.0)
+
+    def train_stage(self, *args, **kwargs) -> StageOutput:  # the core's training stage, on this run's `stage`
+        from harness.train_stage import train_stage
+
+        return train_stage(self, *args, **kwargs)
 
 
 def test_only_adapter_stages_have_peft_in_their_key(configured) -> None:

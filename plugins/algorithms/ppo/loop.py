@@ -34,7 +34,6 @@ from harness.api import (
     PeftSettings,
     Reward,
     RewardFn,
-    StageOutput,
     TrainingStage,
     length_groups,
     progress_steps,
@@ -148,8 +147,7 @@ def standalone_stage(
 ) -> TrainingStage:
     """The stage `train_ppo` trains in, for a caller with no Run (a benchmark, a test): `out_dir` to write in, the
     SFT policy in `sft_path` to start from. Pass `train_ppo` a recorder of your own: this stage has no logger."""
-    start = StageOutput(name="sft", key="", path=Path(sft_path), built_now=False, seconds=0.0)
-    return TrainingStage(run=None, out_dir=Path(out_dir), start=start, peft=peft, snapshot_count=snapshot_count)
+    return TrainingStage.outside_a_run(out_dir, sft_path, peft=peft, snapshot_count=snapshot_count)
 
 
 # ---------------------------------------------------------------------------------------------------------
