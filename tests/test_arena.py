@@ -34,16 +34,17 @@ from harness.arena.store import votes as store_votes
 ARENA = Path(sys.executable).parent / "harness-arena"
 METHODS = ("base", "dpo", "sft")  # the smoke sweep's groups, as the report labels them
 PAIRS = {("base", "dpo"), ("base", "sft"), ("dpo", "sft")}
-NEXT_FIELDS = {"presentation", "prompt_index", "prompt", "left", "right", "voted", "remaining"}
+NEXT_FIELDS = {"presentation", "prompt_index", "prompt", "left", "right", "dwell_ms", "voted", "remaining"}
 PLANTED = "<img src=x onerror=\"window.pwned = 1; document.title = 'pwned'\">"
 
 
 @dataclass
 class Server:
     process: subprocess.Popen
-    url: str  # http://HOST:PORT/ as printed, without the token
+    url: str  # http://127.0.0.1:PORT/: the server on loopback, whatever address it printed
     token: str | None
     stderr: Path
+    printed: str = ""  # the URL it printed, without the token
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no last flush."""
@@ -53,7 +54,10 @@ class Server:
 
 @contextmanager
 def arena(sweep_dir: Path, *args: str) -> Iterator[Server]:
-    """`harness-arena sweep_dir --port 0 args` until the block ends; the URL is read from the line it prints."""
+    """`harness-arena sweep_dir --port 0 args` until the block ends; the URL is read from the line it prints. No
+    minimum dwell unless `args` set one (--min-dwell): these clients vote as fast as they can, on purpose."""
+    if "--min-dwell" not in args:
+        args = (*args, "--min-dwell", "0")
     logs = sweep_dir.parent
     number = len(list(logs.glob("arena-*.out")))
     out, err = logs / f"arena-{number}.out", logs / f"arena-{number}.err"
@@ -68,8 +72,9 @@ def arena(sweep_dir: Path, *args: str) -> Iterator[Server]:
             assert process.poll() is None, f"harness-arena exited {process.returncode}:\n{err.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "harness-arena printed no URL within 60 s"
             time.sleep(0.05)
-        url, _, token = line.removeprefix("arena: ").partition("?token=")
-        yield Server(process, url, token or None, err)
+        printed, _, token = line.removeprefix("arena: ").partition("?token=")
+        port = printed.rstrip("/").rsplit(":", 1)[1]
+        yield Server(process, f"http://127.0.0.1:{port}/", token or None, err, printed)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -161,9 +166,19 @@ def test_acknowledged_votes_survive_kill_9(sweep: Path) -> None:
     assert len(load_votes(sweep)) == 11
 
 
+def make_distinct(sweep: Path) -> None:
+    """Every job's completions end in a mark of their own: no two methods say the same, so every prompt and pair can
+    be shown (the smoke policies often say the same, and identical pairs are never shown)."""
+    for number, samples in enumerate(sorted(sweep.glob("*/samples.jsonl"))):
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        samples.write_text("".join(json.dumps(row | {"completion": f"{row['completion']} {'~' * (number + 1)}"})
+                                   + "\n" for row in rows))  # fmt: skip
+
+
 def test_concurrent_raters_lose_and_double_count_nothing(sweep: Path) -> None:
     """20 raters voting at once, 50 votes each: exactly 1,000 votes, each (rater, prompt, pair) once, each as the
     rater cast it, and the pairs covered evenly (within what 20 raters asking at the same moment can skew)."""
+    make_distinct(sweep)
     raters, per_rater = 20, 50
     cast: dict[str, list[tuple[dict[str, Any], str]]] = {}
     failures: list[str] = []
@@ -333,6 +348,11 @@ def test_other_machines_need_the_token(sweep: Path) -> None:
         assert server.token, "a server reachable from other machines printed no token"
         port = server.url.rstrip("/").rsplit(":", 1)[1]
         remote, local = f"http://{address}:{port}/", f"http://127.0.0.1:{port}/"
+        # the printed URL names an address other machines can open, not 0.0.0.0, and it opens the page
+        printed_host = server.printed.removeprefix("http://").rsplit(":", 1)[0]
+        assert printed_host not in ("0.0.0.0", "127.0.0.1", "localhost"), server.printed
+        with client() as rater:  # its own client: the page sets a cookie that would carry the token below
+            assert rater.get(f"{server.printed}?token={server.token}").status_code == 200
         spoofs = [{}, {"Host": f"127.0.0.1:{port}"}, {"X-Forwarded-For": "127.0.0.1"}, {"Authorization": "Bearer no"}]
         for headers in spoofs:
             response = http.get(f"{remote}api/next", params={"rater": "gina"}, headers=headers)
@@ -379,7 +399,7 @@ def test_rating_in_the_browser(sweep: Path) -> None:
     plant_script(sweep)
     words = re.compile(r"\b(" + "|".join(METHODS) + r")\b")
     errors: list[str] = []
-    with arena(sweep) as server, chromium_page() as page:
+    with arena(sweep, "--min-dwell", "300") as server, chromium_page() as page:
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         # chromium_page opens its context offline (reports must not fetch); the arena is on this machine, and only
@@ -393,7 +413,7 @@ def test_rating_in_the_browser(sweep: Path) -> None:
         page.click("#rater-save")
         expected = []
         for turn in range(4):
-            page.wait_for_selector(f'#arena:not([hidden])[data-shown="{turn + 1}"]')
+            page.wait_for_selector(f'#arena:not([hidden])[data-shown="{turn + 1}"][data-ready="1"]')
             assert not words.search(page.inner_text("body")), page.inner_text("body")
             left, right = page.text_content("#left"), page.text_content("#right")
             side = "left" if left == PLANTED else "right" if right == PLANTED else "tie"

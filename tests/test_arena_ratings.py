@@ -29,6 +29,7 @@ from harness.arena.ratings import (
     win_rates,
 )
 from harness.arena.report import human_section, section_from_votes
+from harness.arena.rules import same_text
 from harness.arena.votes import Vote
 from harness.errors import HarnessError
 
@@ -358,7 +359,14 @@ def test_human_section_in_markdown_html_and_wandb(voted_sweep: SimpleNamespace) 
     assert f"{len(votes)} votes ({sum(v.outcome == 'tie' for v in votes)} ties) from 2 raters" in markdown
     assert f"of {scored} non-tie votes ({voted_sweep.equal} with equally scored samples left out)" in markdown
     assert "Krippendorff's alpha" in markdown and "on 48 items" in markdown
+    assert section.summary["human/shared_items"] == 48 and "of 96 items voted on" in markdown
     assert '<h2 id="human">' in report.html.read_text()
+    # identical outputs per method pair, from the samples (the arena never shows them; these votes were made by hand)
+    samples = voted_sweep.samples
+    for a, b in itertools.combinations(sorted(samples), 2):
+        same = sum(same_text(x["completion"], y["completion"]) for x, y in zip(samples[a], samples[b], strict=True))
+        assert f"{a} vs {b} {same} of {len(samples[a])} ({same / len(samples[a]):.0%})" in markdown
+        assert section.summary[f"human/identical_outputs/{a} vs {b}"] == same / len(samples[a])
 
     Recorder.calls.clear()
     log_comparison(report, OmegaConf.create({"_target_": f"{__name__}.Recorder"}))

@@ -4,6 +4,7 @@ comparison.md, report.html and the W&B comparison run. The numbers come from har
 from __future__ import annotations
 
 import html
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +21,11 @@ from harness.arena.ratings import (
     SampleRows,
     bradley_terry,
     gold_agreement,
+    item_of,
     rater_agreement,
     win_rates,
 )
+from harness.arena.rules import Identical, identical_outputs
 from harness.arena.votes import Vote
 from harness.report.sections import Section
 
@@ -66,10 +69,14 @@ def section_from_votes(votes: Sequence[Vote], comparison: Any) -> Section:
     ratings = bradley_terry(votes)
     records = win_rates(votes)
     raters = rater_agreement(votes)
-    gold = gold_agreement(votes, sample_rows(comparison))
+    rows_of = sample_rows(comparison)
+    gold = gold_agreement(votes, rows_of)
+    identical = identical_by_pair([group.label for group in comparison.groups], rows_of)
     rows = [_row(rating, records[rating.method]) for rating in ratings]
     unvoted = [group.label for group in comparison.groups if group.label not in records]
     lines = _lines(votes, raters, gold, unvoted)
+    if identical:
+        lines.append(_identical_line(identical))
     header = ["method", f"rating [{CONFIDENCE:.0%} interval]", "win rate", "votes", "won / tied / lost"]
     cells = [
         [
@@ -99,6 +106,9 @@ def section_from_votes(votes: Sequence[Vote], comparison: Any) -> Section:
     for row in rows:
         summary[f"human/{row['method']}/rating"] = row["rating"]
         summary[f"human/{row['method']}/win_rate"] = row["win_rate"]
+    summary["human/shared_items"] = float(raters.items)
+    for (method_a, method_b), counted in identical.items():
+        summary[f"human/identical_outputs/{method_a} vs {method_b}"] = counted.share
     for key, value in (
         ("human/rater_agreement", raters.observed),
         ("human/rater_alpha", raters.alpha),
@@ -124,6 +134,29 @@ def _row(rating: Rating, record: Record) -> dict[str, Any]:
     }
 
 
+def identical_by_pair(methods: Sequence[str], rows: SampleRows) -> dict[tuple[str, str], Identical]:
+    """Per method pair (canonical order), how many of the samples they can be compared on (same prompt and seed) are
+    the same completion up to whitespace: from the sweep's samples, whatever the raters were shown (the arena never
+    shows them). Pairs with nothing to compare are left out."""
+    found = {}
+    for method_a, method_b in itertools.combinations(sorted(set(methods)), 2):
+        counted = identical_outputs(rows(method_a), rows(method_b))
+        if counted.compared:
+            found[(method_a, method_b)] = counted
+    return found
+
+
+def _identical_line(identical: dict[tuple[str, str], Identical]) -> str:
+    counts = "; ".join(
+        f"{method_a} vs {method_b} {counted.identical} of {counted.compared} ({counted.share:.0%})"
+        for (method_a, method_b), counted in identical.items()
+    )
+    return (
+        "Identical outputs (the same completion up to whitespace, same prompt and seed; never shown to raters, so not "
+        f"in the votes): {counts}."
+    )
+
+
 def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -140,16 +173,18 @@ def _lines(votes: Sequence[Vote], raters: RaterAgreement, gold: GoldAgreement, u
         f"[{CONFIDENCE:.0%} percentile bootstrap interval over {RESAMPLES} resamples of the votes]. "
         "Win rate: wins plus half the ties, over the method's votes.",
     ]
+    voted_items = len({item_of(vote) for vote in votes})
     if raters.items:
         alpha = f"{raters.alpha:.2f}" if math.isfinite(raters.alpha) else "undefined (every vote the same)"
         lines.append(
             f"Rater agreement: on {raters.items} items (one prompt and two methods' completions) voted on by two or "
-            f"more raters, {raters.observed:.2f} of {raters.rater_pairs} rater pairs voted alike; Krippendorff's alpha "
-            f"(nominal: A, B, tie) {alpha}."
+            f"more raters, of {voted_items} items voted on, {raters.observed:.2f} of {raters.rater_pairs} rater pairs "
+            f"voted alike; Krippendorff's alpha (nominal: A, B, tie) {alpha}."
         )
     else:
         lines.append(
-            "Rater agreement: no item (one prompt and two methods' completions) has votes from two raters yet."
+            "Rater agreement: no item (one prompt and two methods' completions) has votes from two raters yet "
+            f"(of {voted_items} items voted on)."
         )
     decisive = len(votes) - ties
     left_out = [

@@ -2,47 +2,49 @@
 random left/right order, and a small JSON API behind it.
 
     GET  /                       the page (its script and stylesheet are separate files under /static/)
-    GET  /api/next?rater=NAME    a presentation: {presentation, prompt_index, prompt, left, right, voted, remaining}
-                                 or {done: true, ...} once NAME has voted on every prompt of every pair
-    POST /api/vote               {presentation, rater, choice: "left" | "right" | "tie"} -> {recorded: true}
+    GET  /api/next?rater=NAME    the rater's open presentation, else a new one: {presentation, prompt_index, prompt,
+                                 left, right, dwell_ms, voted, remaining}, or {done: true, ...} once NAME has voted on
+                                 every prompt of every pair (asking again while one is open returns it: no new row)
+    POST /api/vote               {presentation, rater, choice: "left" | "right" | "tie", visible_ms?}
+                                 -> {recorded: true}
 
-Blind: no method name leaves the server, before or after a vote; a presentation is a random id whose methods and
-sides only the database knows, so the server maps the rater's "left" to a method. Even coverage: each presentation
-is of the method pair with the fewest votes (among those this rater still has prompts for), on a random prompt the
-rater has not voted on for that pair. Every refusal is a 4xx with one line, {"error": "..."}, and writes nothing.
+What is shown and what counts is harness.arena.schedule's (and its rules, harness.arena.rules): identical completions
+are never shown; a vote before its pair has been on screen for `dwell_ms` (by the server's clock since it first served
+the presentation, and by the page's `visible_ms` where it reports one) is refused with 425 and writes nothing; a
+share of each rater's votes goes to items other raters judged. Blind: no method name leaves the server, before or
+after a vote; a presentation is a random id whose methods and sides only the database knows, so the server maps the
+rater's "left" to a method. Every refusal is a 4xx with one line, {"error": "..."}, and writes nothing.
 
 Raters on other machines need the token (header `Authorization: Bearer T`, `?token=T` or the cookie that a page
-opened with `?token=T` sets); loopback clients never do. Loopback is decided by the connection's peer address, not
-by any header (uvicorn's proxy-header handling is off), so no request can claim to come from localhost. A loopback
-client without a token must name this machine in its Host header (an address, localhost or the hostname): a page of
-another site in the rater's browser that re-points its domain at 127.0.0.1 (DNS rebinding) cannot use the arena.
+opened with `?token=T` sets); loopback clients do not, unless the server requires the token from everyone
+(`require_token`, for use behind a reverse proxy or tunnel on the same machine, whose requests all come from
+loopback). Loopback is decided by the connection's peer address, not by any header (uvicorn's proxy-header
+handling is off), so no request can claim to come from localhost. A loopback client without a token must name this
+machine in its Host header (an address, localhost or the hostname): a page of another site in the rater's browser
+that re-points its domain at 127.0.0.1 (DNS rebinding) cannot use the arena. A request body is limited to BODY_MAX
+bytes however it arrives (harness.arena.limits: a chunked body too).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import itertools
-import random
 import secrets
 import socket
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from harness.arena.store import Presentation, Rejected, Store
-from harness.errors import HarnessError
-from harness.results import SAMPLES_FILE
+from harness.arena.limits import BodyLimit
+from harness.arena.schedule import Arena
+from harness.arena.store import Rejected
 
 STATIC = Path(__file__).parent / "static"
-RATER_MAX = 64  # characters in a rater's name
 BODY_MAX = 16_384  # bytes in a request body: a vote is about 100
 TOKEN_COOKIE = "arena_token"
 # No inline script or style, nothing from elsewhere: a completion that smuggled markup into the page still could not
@@ -59,144 +61,6 @@ SECURITY_HEADERS = {
 }
 
 
-# -- the sweep's samples ------------------------------------------------------------------------------------------
-@dataclass
-class Method:
-    """One comparison group of the sweep (a method), with each complete seed's samples."""
-
-    label: str  # the report's group label
-    samples: dict[int, list[dict[str, Any]]]  # seed -> rows of that job's samples.jsonl
-
-
-def load_methods(sweep_dir: Path) -> dict[str, Method]:
-    """Every group of the sweep with at least one complete job that wrote samples, by its report label."""
-    from harness.report.aggregate import load_sweep
-    from harness.report.samples import job_samples, prompt_text
-
-    methods: dict[str, Method] = {}
-    for job in job_samples(load_sweep(sweep_dir).groups)[0]:
-        method = methods.setdefault(job.method, Method(job.method, {}))
-        # a seed that is not a number (hand-made folders) is numbered in order of appearance
-        seed = int(job.seed) if job.seed.lstrip("-").isdigit() else len(method.samples)
-        method.samples[seed] = [
-            {"prompt": prompt_text(row.get("prompt")), "completion": prompt_text(row.get("completion"))}
-            for row in job.rows
-        ]
-    return methods
-
-
-def shared_prompts(methods: dict[str, Method]) -> dict[int, str]:
-    """The prompt indices at which every job shows the same prompt (a sweep's jobs share their eval prompts; an index
-    where they do not cannot be compared)."""
-    jobs = [rows for method in methods.values() for rows in method.samples.values()]
-    length = min(len(rows) for rows in jobs)
-    return {
-        index: jobs[0][index]["prompt"]
-        for index in range(length)
-        if all(rows[index]["prompt"] == jobs[0][index]["prompt"] for rows in jobs)
-    }
-
-
-# -- picking pairs and recording votes ----------------------------------------------------------------------------
-class Arena:
-    """The sweep's methods and prompts, the store, and the rules for what to show next and what a vote means."""
-
-    def __init__(self, sweep_dir: Path, store: Store) -> None:
-        self.methods = load_methods(sweep_dir)
-        if len(self.methods) < 2:
-            found = ", ".join(self.methods) or "none"
-            raise HarnessError(
-                f"harness-arena: {sweep_dir} has {len(self.methods)} method(s) with samples ({found}); "
-                f"expected two or more complete jobs with {SAMPLES_FILE}"
-            )
-        self.prompts = shared_prompts(self.methods)
-        if not self.prompts:
-            raise HarnessError(f"harness-arena: the jobs under {sweep_dir} share no prompt in their {SAMPLES_FILE}")
-        self.pairs = list(itertools.combinations(sorted(self.methods), 2))
-        self.store = store
-        self.random = random.SystemRandom()  # the side a method appears on must not be predictable
-
-    def next(self, rater: str) -> dict[str, Any]:
-        """A new presentation for `rater` (recorded before it is shown), or `done` when nothing is left."""
-        rater = check_rater(rater)
-        voted = self.store.voted(rater)
-        counts = self.store.pair_counts()
-        open_prompts = {pair: [index for index in self.prompts if (index, *pair) not in voted] for pair in self.pairs}
-        open_prompts = {pair: indices for pair, indices in open_prompts.items() if indices}
-        progress = {"voted": len(voted), "remaining": sum(map(len, open_prompts.values()))}
-        if not open_prompts:
-            return {"done": True, **progress}
-        fewest = min(counts[pair] for pair in open_prompts)
-        method_a, method_b = self.random.choice([pair for pair in open_prompts if counts[pair] == fewest])
-        prompt_index = self.random.choice(open_prompts[(method_a, method_b)])
-        seed_a, seed_b = self._seeds(method_a, method_b)
-        presentation = Presentation(
-            id=secrets.token_urlsafe(18),
-            rater=rater,
-            prompt_index=prompt_index,
-            method_a=method_a,
-            method_b=method_b,
-            seed_a=seed_a,
-            seed_b=seed_b,
-            shown_left=self.random.choice("ab"),
-            created_at=time.time(),
-        )
-        self.store.add_presentation(presentation)
-        completion_a, completion_b = self._completions(presentation)
-        left, right = (completion_a, completion_b) if presentation.shown_left == "a" else (completion_b, completion_a)
-        return {
-            "presentation": presentation.id,
-            "prompt_index": prompt_index,
-            "prompt": self.prompts[prompt_index],
-            "left": left,
-            "right": right,
-            **progress,
-        }
-
-    def _seeds(self, method_a: str, method_b: str) -> tuple[int, int]:
-        """One seed for both where they share one (their samples then come from policies trained on the same data
-        order); otherwise one of each."""
-        seeds_a, seeds_b = sorted(self.methods[method_a].samples), sorted(self.methods[method_b].samples)
-        common = sorted(set(seeds_a) & set(seeds_b))
-        if common:
-            seed = self.random.choice(common)
-            return seed, seed
-        return self.random.choice(seeds_a), self.random.choice(seeds_b)
-
-    def _completions(self, presentation: Presentation) -> tuple[str, str]:
-        rows_a = self.methods[presentation.method_a].samples[presentation.seed_a]
-        rows_b = self.methods[presentation.method_b].samples[presentation.seed_b]
-        return rows_a[presentation.prompt_index]["completion"], rows_b[presentation.prompt_index]["completion"]
-
-    def vote(self, presentation_id: str, rater: str, choice: str) -> dict[str, Any]:
-        """Record `rater`'s choice on a presentation the server issued; `Rejected` with the reason otherwise."""
-        rater = check_rater(rater)
-        presentation = self.store.presentation(presentation_id)
-        if presentation is None:
-            raise Rejected(404, f"unknown presentation {presentation_id[:80]!r}: ask /api/next for one")
-        if not self._still_shown(presentation):
-            raise Rejected(410, f"presentation {presentation_id} shows samples this sweep no longer has")
-        other = "b" if presentation.shown_left == "a" else "a"
-        outcome = {"left": presentation.shown_left, "right": other, "tie": "tie"}[choice]
-        completion_a, completion_b = self._completions(presentation)
-        prompt = self.prompts[presentation.prompt_index]
-        self.store.record_vote(presentation, rater, outcome, prompt, completion_a, completion_b)
-        return {"recorded": True}
-
-    def _still_shown(self, presentation: Presentation) -> bool:
-        """Whether the sweep (as loaded now) still has what the presentation showed (the database may be older)."""
-        shown = [(presentation.method_a, presentation.seed_a), (presentation.method_b, presentation.seed_b)]
-        known = all(method in self.methods and seed in self.methods[method].samples for method, seed in shown)
-        return known and presentation.prompt_index in self.prompts
-
-
-def check_rater(rater: str) -> str:
-    name = rater.strip()
-    if not name or len(name) > RATER_MAX or not name.isprintable():
-        raise Rejected(422, f"rater {rater[:80]!r}: expected a name of 1 to {RATER_MAX} printable characters")
-    return name
-
-
 # -- the web app ----------------------------------------------------------------------------------------------------
 class VoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -204,6 +68,7 @@ class VoteRequest(BaseModel):
     presentation: str
     rater: str
     choice: Literal["left", "right", "tie"]
+    visible_ms: int | None = Field(default=None, ge=0, le=10**9)  # how long the page had the pair visible
 
 
 def error(status: int, reason: str) -> JSONResponse:
@@ -246,6 +111,9 @@ def too_large(request: Request) -> bool:
     return not length.isdigit() or int(length) > BODY_MAX
 
 
+FIELDS = "presentation, rater, choice and optionally visible_ms"
+
+
 def validation_reason(exc: RequestValidationError) -> str:
     """The first problem of a request FastAPI could not validate, as one line."""
     problems = exc.errors()
@@ -255,33 +123,35 @@ def validation_reason(exc: RequestValidationError) -> str:
     if kind == "json_invalid":
         reason = f"malformed JSON body: {first.get('ctx', {}).get('error', first.get('msg', ''))}"
     elif kind == "missing" and not field:
-        reason = "missing request body (expected JSON {presentation, rater, choice})"
+        reason = f"missing request body (expected JSON {{{FIELDS}}})"
     elif kind == "missing":
         reason = f"missing {'field' if where == 'body' else where + ' parameter'} {field!r}"
     elif kind == "model_attributes_type":
-        reason = f"expected a JSON object {{presentation, rater, choice}} (got {repr(first.get('input'))[:80]})"
+        reason = f"expected a JSON object {{{FIELDS}}} (got {repr(first.get('input'))[:80]})"
     elif kind == "extra_forbidden":
-        reason = f"unexpected field {field!r} (expected presentation, rater, choice)"
+        reason = f"unexpected field {field!r} (expected {FIELDS})"
     else:
         shown = repr(first.get("input"))[:80]
         reason = f"{field or where}: {first.get('msg', 'invalid')} (got {shown})"
     return reason + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else "")
 
 
-def needs_token(request: Request, token: str | None) -> bool:
-    """Whether `request` must present the arena's token: it has one, and the request comes from another machine."""
+def needs_token(request: Request, token: str | None, require_token: bool = False) -> bool:
+    """Whether `request` must present the arena's token: it has one, and the request comes from another machine (or
+    from any client, with `require_token`)."""
     client = request.client.host if request.client else None
-    return token is not None and not is_loopback(client)
+    return token is not None and (require_token or not is_loopback(client))
 
 
-def refusal(request: Request, token: str | None) -> JSONResponse | None:
-    """The answer to a request the arena turns away before handling it, or None to handle it: from another machine
-    without the token; from this one under a Host that is not this machine's; a POST that is not JSON; a body over
-    BODY_MAX."""
-    if needs_token(request, token):
+def refusal(request: Request, token: str | None, require_token: bool = False) -> JSONResponse | None:
+    """The answer to a request the arena turns away before handling it, or None to handle it: without the token where
+    it needs one; from this machine without one under a Host that is not this machine's; a POST that is not JSON; a
+    body whose Content-Length is over BODY_MAX (a chunked one is counted as it is read: BodyLimit)."""
+    if needs_token(request, token, require_token):
         offered = offered_token(request)
         if offered is None or not secrets.compare_digest(offered.encode(), str(token).encode()):
-            return error(403, "this arena needs its token from other machines: open the URL the server printed")
+            who = "every client" if require_token else "other machines"
+            return error(403, f"this arena needs its token from {who}: open the URL the server printed")
     elif not names_this_machine(request.headers.get("host", "")):
         return error(403, f"Host {request.headers.get('host', '')[:80]!r} is not an address of this machine")
     if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -317,17 +187,23 @@ def answer_errors_in_one_line(app: FastAPI) -> None:
         return error(500, f"the arena failed: {type(exc).__name__}: {detail[:200]}")
 
 
-def create_app(arena: Arena, token: str | None = None) -> FastAPI:
+def create_app(arena: Arena, token: str | None = None, require_token: bool = False) -> FastAPI:
     """The arena's app. `token`: what raters on other machines must present (None: nobody needs one, which is only
-    safe while the server listens on loopback)."""
+    safe while the server listens on loopback); `require_token`: every client must, loopback included (behind a
+    proxy). `app.state.body_limit` is the body limit's middleware once the app has served a request."""
+    if require_token and token is None:
+        raise ValueError("require_token needs a token")
     app = FastAPI(title="harness arena", docs_url=None, redoc_url=None, openapi_url=None)
+    # inside the guard (added first, so it runs after it): a request turned away there has none of its body read
+    app.add_middleware(_CountedBodyLimit, limit=BODY_MAX, state=app.state)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
-        response = refusal(request, token)
+        response = refusal(request, token, require_token)
         if response is None:
             response = await call_next(request)
-            if needs_token(request, token) and request.query_params.get("token") and response.status_code == 200:
+            needed = needs_token(request, token, require_token)
+            if needed and request.query_params.get("token") and response.status_code == 200:
                 # the page was opened from the printed URL: its script's requests carry the token as a cookie
                 response.set_cookie(TOKEN_COOKIE, str(token), httponly=True, samesite="strict")
         response.headers.update(SECURITY_HEADERS)
@@ -345,7 +221,16 @@ def create_app(arena: Arena, token: str | None = None) -> FastAPI:
 
     @app.post("/api/vote")
     def vote(request: VoteRequest) -> dict[str, Any]:
-        return arena.vote(request.presentation, request.rater, request.choice)
+        return arena.vote(request.presentation, request.rater, request.choice, request.visible_ms)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+class _CountedBodyLimit(BodyLimit):
+    """BodyLimit, reachable from the app it guards (`app.state.body_limit`): tests read what it read of a refused
+    body."""
+
+    def __init__(self, app: Any, limit: int, state: Any) -> None:
+        super().__init__(app, limit)
+        state.body_limit = self

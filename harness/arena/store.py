@@ -1,9 +1,12 @@
 """Where the arena's votes live: a SQL database (SQLite in the sweep folder by default, any SQLAlchemy URL otherwise),
 written through SQLAlchemy Core.
 
-Two tables. `presentations`: every pair the server showed a rater, with which method it put on the left, so a vote
-names a presentation and the server, not the client, knows which method was where. `votes`: one row per vote, the
-methods in canonical order (method_a < method_b), with the prompt and both completions as shown.
+Two tables. `presentations`: every pair the server showed a rater, with which method it put on the left and when it
+first served it, so a vote names a presentation and the server, not the client, knows which method was where and
+for how long the pair has been shown. A rater has at most one open (not voted on) presentation at a time: asking
+again returns it rather than writing another row. `votes`: one row per vote, the methods in canonical order
+(method_a < method_b), with the prompt and both completions as shown, which side each was on, and how long the pair
+was on screen before the vote (measured by the server; the page's own measure beside it).
 
 What holds a vote in place:
 - an acknowledged vote is committed before the answer goes out; SQLite runs in WAL mode with synchronous=FULL, so
@@ -22,7 +25,6 @@ to a power cut only makes its vote a 404 ("unknown presentation"), and the page 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -52,6 +55,7 @@ from harness.arena.votes import OUTCOMES, Vote
 from harness.errors import HarnessError
 
 DB_FILE = "arena.sqlite"
+DWELL_COLUMNS = ("dwell_ms", "visible_ms", "required_dwell_ms")  # added to `votes` later: an older database lacks them
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another's transaction before giving up
 
 metadata = MetaData()
@@ -67,9 +71,10 @@ presentations = Table(
     Column("seed_a", Integer, nullable=False),  # whose samples were shown for method_a
     Column("seed_b", Integer, nullable=False),
     Column("shown_left", String(1), nullable=False),  # "a" or "b": which method's completion was on the left
-    Column("created_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),  # when the server first served it: the dwell counts from here
     CheckConstraint("method_a < method_b", name="presentation_canonical_order"),
     CheckConstraint("shown_left IN ('a', 'b')", name="presentation_side"),
+    Index("presentations_by_rater", "rater"),
 )
 
 votes = Table(
@@ -89,6 +94,12 @@ votes = Table(
     Column("seed_b", Integer, nullable=False),
     Column("shown_left", String(1), nullable=False),
     Column("created_at", Float, nullable=False),
+    # how long the pair was on screen before the vote: from the presentation's first serving to the vote (the
+    # server's clock), what the page reported as visible (None: not reported), and what the dwell rule required;
+    # None in all three for votes cast before the arena measured them
+    Column("dwell_ms", Integer, nullable=True),
+    Column("visible_ms", Integer, nullable=True),
+    Column("required_dwell_ms", Integer, nullable=True),
     UniqueConstraint("rater", "prompt_index", "method_a", "method_b", name="one_vote_per_rater_prompt_and_pair"),
     CheckConstraint("method_a < method_b", name="vote_canonical_order"),
     CheckConstraint("outcome IN ('a', 'b', 'tie')", name="vote_outcome"),
@@ -110,8 +121,22 @@ class Presentation:
     created_at: float
 
 
+@dataclass(frozen=True)
+class Dwelled:
+    """How long a pair was on screen before its vote, in ms: by the server's clock, as the page reported it (None:
+    not reported), and what the dwell rule required."""
+
+    dwell_ms: int | None = None
+    visible_ms: int | None = None
+    required_ms: int | None = None
+
+    def columns(self) -> dict[str, int | None]:
+        return {"dwell_ms": self.dwell_ms, "visible_ms": self.visible_ms, "required_dwell_ms": self.required_ms}
+
+
 class Rejected(Exception):
-    """A vote the store refused, with the HTTP status that says why (404 unknown, 403 not yours, 409 replayed)."""
+    """A request the arena refused, with the HTTP status that says why (404 unknown, 403 not yours, 409 replayed,
+    425 too early)."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -206,10 +231,27 @@ class Store:
             _durable_sqlite(self.engine)
         try:
             metadata.create_all(self.engine)
+            self._upgrade()
         except OperationalError as error:
             raise HarnessError(
                 f"arena database {printable_url(url)!r}: {error.orig} (expected a database the arena can write)"
             ) from None
+
+    def _upgrade(self) -> None:
+        """Bring a database written by an older arena up to these tables: the dwell columns (NULL in its votes) and the
+        index on presentations' raters."""
+        inspector = inspect(self.engine)
+        existing = {column["name"] for column in inspector.get_columns(votes.name)}
+        indexes = {index["name"] for index in inspector.get_indexes(presentations.name)}
+        columns = [name for name in DWELL_COLUMNS if name not in existing]
+        missing = [index for index in presentations.indexes if index.name not in indexes]
+        if not columns and not missing:
+            return
+        with self._write() as connection, connection.begin():
+            for name in columns:
+                connection.exec_driver_sql(f"ALTER TABLE {votes.name} ADD COLUMN {name} INTEGER")
+            for index in missing:
+                index.create(connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -223,17 +265,39 @@ class Store:
         with self._write(durable=False) as connection, connection.begin():
             connection.execute(presentations.insert().values(**presentation.__dict__))
 
+    def open_presentations(self, rater: str, limit: int = 5) -> list[Presentation]:
+        """The presentations issued to `rater` that have no vote yet, newest first (at most `limit`)."""
+        query = (
+            select(presentations)
+            .where(presentations.c.rater == rater, presentations.c.id.not_in(select(votes.c.presentation_id)))
+            .order_by(presentations.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [Presentation(**row._asdict()) for row in connection.execute(query)]
+
+    def presentation_count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(presentations)).scalar_one()
+
     def presentation(self, presentation_id: str) -> Presentation | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(presentations).where(presentations.c.id == presentation_id)).first()
         return Presentation(**row._asdict()) if row is not None else None
 
     def record_vote(
-        self, presentation: Presentation, rater: str, outcome: str, prompt: str, completion_a: str, completion_b: str
+        self,
+        presentation: Presentation,
+        rater: str,
+        outcome: str,
+        prompt: str,
+        completion_a: str,
+        completion_b: str,
+        dwell: Dwelled | None = None,
     ) -> Vote:
-        """Insert the vote on `presentation` and commit it before returning; `Rejected` (nothing written) when the
-        presentation was issued to someone else, was voted on already, or its rater voted on this prompt and pair
-        under another presentation."""
+        """Insert the vote on `presentation` (with how long the pair was on screen, where measured) and commit it
+        before returning; `Rejected` (nothing written) when the presentation was issued to someone else, was voted on
+        already, or its rater voted on this prompt and pair under another presentation."""
         if outcome not in OUTCOMES:
             raise Rejected(422, f"outcome {outcome!r}: expected one of {', '.join(OUTCOMES)}")
         if rater != presentation.rater:
@@ -252,6 +316,7 @@ class Store:
             "seed_b": presentation.seed_b,
             "shown_left": presentation.shown_left,
             "created_at": time.time(),
+            **(dwell or Dwelled()).columns(),
         }
         try:
             with self._write() as connection, connection.begin():
@@ -274,17 +339,11 @@ class Store:
             raise Rejected(409, "this vote was recorded already (a replayed vote)") from error
         return _vote(row)
 
-    def pair_counts(self) -> Counter[tuple[str, str]]:
-        """Votes per method pair (canonical order)."""
-        query = select(votes.c.method_a, votes.c.method_b, func.count()).group_by(votes.c.method_a, votes.c.method_b)
+    def tallies(self) -> list[tuple[str, int, str, str, int, int]]:
+        """(rater, prompt_index, method_a, method_b, seed_a, seed_b) of every vote: who judged which item."""
+        columns = ("rater", "prompt_index", "method_a", "method_b", "seed_a", "seed_b")
         with self.engine.connect() as connection:
-            return Counter({(a, b): n for a, b, n in connection.execute(query)})
-
-    def voted(self, rater: str) -> set[tuple[int, str, str]]:
-        """(prompt_index, method_a, method_b) of every vote `rater` cast."""
-        query = select(votes.c.prompt_index, votes.c.method_a, votes.c.method_b).where(votes.c.rater == rater)
-        with self.engine.connect() as connection:
-            return {(i, a, b) for i, a, b in connection.execute(query)}
+            return [tuple(row) for row in connection.execute(select(*(votes.c[name] for name in columns)))]
 
 
 def _vote(row: Any) -> Vote:
@@ -301,11 +360,16 @@ def _vote(row: Any) -> Vote:
         # they share none, seed_a and seed_b differ and the database keeps both
         seed=row["seed_a"],
         created_at=row["created_at"],
+        dwell_ms=row.get("dwell_ms"),
+        visible_ms=row.get("visible_ms"),
     )
 
 
 def _read_votes(connection: Any) -> list[Vote]:
-    return [_vote(row._mapping) for row in connection.execute(select(votes).order_by(votes.c.id))]
+    # an older database has no dwell columns: read the columns it has (reading writes nothing, so it is not upgraded)
+    existing = {column["name"] for column in inspect(connection).get_columns(votes.name)}
+    columns = [column for column in votes.c if column.name in existing]
+    return [_vote(row._mapping) for row in connection.execute(select(*columns).order_by(votes.c.id))]
 
 
 def load_votes(url_or_sweep_dir: Path | str) -> list[Vote]:

@@ -20,6 +20,8 @@ class Vote:
     outcome: str  # one of OUTCOMES
     seed: int = 0  # which seed's samples were shown
     created_at: float = 0.0  # unix time
+    dwell_ms: int | None = None  # how long the pair had been shown when the vote came (server's clock; None: older)
+    visible_ms: int | None = None  # how long the page says it was visible (None: not reported)
 
     @property
     def winner(self) -> str | None:
