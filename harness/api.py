@@ -6,7 +6,8 @@ and may change; an import-linter contract (`make test`, pyproject.toml's [tool.i
 What is here:
 - the plugin kinds (`typing.Protocol`s: implement the methods, no base class): Algorithm, Task, ModelSource,
   RewardSource, EvalSuite, Logger; what they are handed: Run (the job), EvalContext (the shared samples);
-  what they hand back: Policy, Snapshot, Reward; the error a user can cause: HarnessError (one line);
+  what they hand back: Policy, Snapshot, Reward, Sampled (a procedure's samples: what it kept, what it drew);
+  the error a user can cause: HarnessError (one line);
 - the training stage every trained method goes through: `run.train_stage(...)` builds a `TrainingStage`
   (cache key, LoRA, snapshots, cost) and `run.trained_policy(...)` the Policy;
 - the helpers plugins share: a TRL trainer run as a stage (`fit`, `trainer_args`, `MetricsRecorder`), sampling
@@ -62,6 +63,7 @@ from harness.protocols import (
     RewardFn,
     RewardSource,
     Run,
+    Sampled,
     Sampler,
     Snapshot,
     StageOutput,
@@ -92,6 +94,7 @@ __all__ = [
     "RewardFn",
     "RewardSource",
     "Run",
+    "Sampled",
     "Sampler",
     "Snapshot",
     "StageOutput",

@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
 from harness.io import atomic_write_text
 from harness.objective import objective_value
-from harness.protocols import EvalSuite, Policy
+from harness.protocols import EvalSuite, Policy, Sampled
 from harness.ranges import check_config
 from harness.results import (
     RESULT_FILE,
@@ -164,11 +164,12 @@ class Job:
         settings = plain(self.cfg.generation)
         model = tokenizer = completion_ids = None
         if policy.sampler is not None:
-            completions, lengths = policy.sampler(prompts, settings, run.device)
+            completions, lengths, generated = as_sampled(policy.sampler(prompts, settings, run.device))
         else:
             model, tokenizer = load_policy(policy.path, run.device)
-            samples = sample_completions(model, tokenizer, prompts, settings, run.device)
-            completions, lengths, completion_ids = samples.completions, samples.lengths, samples.token_ids
+            drawn = sample_completions(model, tokenizer, prompts, settings, run.device)
+            completions, lengths, completion_ids = drawn.completions, drawn.lengths, drawn.token_ids
+            generated = lengths
         context = EvalContext(
             prompts=prompts,
             completions=completions,
@@ -194,7 +195,7 @@ class Job:
             wall[f"eval/{name}"] = time.perf_counter() - start - built_since(run, before)
         if samples and distributed.is_main():
             context.write_samples(self.output_dir / SAMPLES_FILE)
-        return metrics, sum(lengths)
+        return metrics, sum(generated)  # the cost: every token drawn, kept or not
 
     def keep_training_log(self, run: Run, stage_name: str) -> None:
         """A copy of the algorithm stage's training history beside result.json, so the report's curves do not
@@ -338,6 +339,14 @@ class SilentLogger:
 
     def finish(self, exit_code: int = 0) -> None:
         pass
+
+
+def as_sampled(returned: Sampled | tuple[list[str], list[int]]) -> Sampled:
+    """A sampler's return as Sampled: a plain (completions, lengths) pair generated just those tokens."""
+    if isinstance(returned, Sampled):
+        return returned
+    completions, lengths = returned
+    return Sampled(list(completions), list(lengths), list(lengths))
 
 
 def built_since(run: Run, before: set[str]) -> float:

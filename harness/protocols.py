@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_jsonl
@@ -30,6 +30,7 @@ __all__ = [
     "RewardFn",
     "RewardSource",
     "Run",
+    "Sampled",
     "Sampler",
     "StageOutput",
     "Task",
@@ -79,8 +80,20 @@ class ModelSource(Protocol):
     def build(self, out_dir: Path, datasets_dir: Path) -> Mapping[str, Any]: ...
 
 
-# Samples one completion per prompt: (prompts, generation settings, device) -> (completions, token counts).
-Sampler = Callable[[Sequence[str], Mapping[str, Any], str], tuple[list[str], list[int]]]
+class Sampled(NamedTuple):
+    """What a sampler returns: one completion per prompt, its length in tokens, and the tokens generated to get it.
+    They differ for a procedure that draws several completions and keeps one (best-of-n keeps one of n draws: its
+    length is the kept draw's, the tokens generated are all n draws'). samples.jsonl and the report show `lengths`;
+    the job's cost counts `tokens_generated`."""
+
+    completions: list[str]
+    lengths: list[int]
+    tokens_generated: list[int]
+
+
+# Samples one completion per prompt: (prompts, generation settings, device) -> Sampled, or (completions, lengths)
+# when the lengths are also every token generated (one draw per prompt).
+Sampler = Callable[[Sequence[str], Mapping[str, Any], str], Sampled | tuple[list[str], list[int]]]
 
 
 @dataclass

@@ -66,8 +66,12 @@ _INSPECT_JS = """() => {
 
 
 @contextmanager
-def chromium_page() -> Iterator[Page]:
-    """A fresh Playwright sync `Page` in the system Chromium (own empty profile); skips the test where there is none."""
+def chromium_page(viewport: tuple[int, int] | None = None, phone: bool = False) -> Iterator[Page]:
+    """A fresh Playwright sync `Page` in the system Chromium (own empty profile); skips the test where there is none.
+
+    `viewport`: (width, height) in CSS pixels (default: Playwright's 1280 x 720). `phone`: a touch screen that honours
+    a page's `<meta name="viewport">` as a phone's browser does (without one, the page is laid out 980 px wide and
+    shrunk to fit)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -82,6 +86,7 @@ def chromium_page() -> Iterator[Page]:
             args=list(CHROMIUM_ARGS),
             offline=True,
             timeout=TIMEOUT_MS,
+            **_screen(viewport, phone),
         )
         try:
             page = context.pages[0] if context.pages else context.new_page()
@@ -89,6 +94,13 @@ def chromium_page() -> Iterator[Page]:
             yield page
         finally:
             context.close()
+
+
+def _screen(viewport: tuple[int, int] | None, phone: bool) -> dict[str, Any]:
+    screen: dict[str, Any] = {"is_mobile": True, "has_touch": True} if phone else {}
+    if viewport is not None:
+        screen["viewport"] = {"width": viewport[0], "height": viewport[1]}
+    return screen
 
 
 def render_report(page: Page, path: Path) -> dict[str, Any]:

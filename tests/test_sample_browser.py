@@ -268,6 +268,69 @@ def test_browser_picks_a_seed(smoke, page, tmp_path: Path) -> None:
     assert seen == {"requests": [], "errors": []}
 
 
+def pressed(page: Any) -> int:
+    """The prompt chosen in the list, and that its button is in view inside the list (which scrolls on its own)."""
+    return page.evaluate(
+        """() => {
+            const button = document.querySelector('#sample-browser button.sb-prompt[aria-pressed="true"]');
+            const item = button.getBoundingClientRect();
+            const list = button.closest("ol").getBoundingClientRect();
+            if (item.top < list.top - 0.5 || item.bottom > list.bottom + 0.5) return -1;
+            return Number(button.dataset.index);
+        }"""
+    )
+
+
+def notice(page: Any) -> str | None:
+    shown = page.locator("#sample-browser .sb-notice")
+    return shown.text_content() if shown.count() else None
+
+
+def test_a_new_seed_keeps_the_prompt(smoke, page, tmp_path: Path) -> None:
+    """Picking another seed keeps the prompt on screen, in evaluation order and sorted by disagreement alike (the
+    list scrolls to it); a prompt the new seed has no sample for gives way to the nearest one that has, and the page
+    says so until the reader picks something else."""
+    sweep_dir = smoke.copy(tmp_path)
+    add_seed_one(sweep_dir, ("base", "dpo"))
+    jobs = samples_by_job(sweep_dir)
+    prompts = [row["prompt"] for row in jobs[("base", "0")]]
+    unique = [i for i, prompt in enumerate(prompts) if prompts.count(prompt) == 1]
+    kept, dropped = unique[-1], unique[2]  # a late prompt (below the list's fold), and one seed 1 lacks
+    assert dropped + 1 in unique and dropped + 1 != kept
+    for folder in sweep_dir.glob("*_seed1"):  # neither seed-1 job has a sample for `dropped`
+        lines = (folder / "samples.jsonl").read_text().splitlines()
+        (folder / "samples.jsonl").write_text("".join(line + "\n" for i, line in enumerate(lines) if i != dropped))
+    report = build_report(sweep_dir)
+    jobs = samples_by_job(sweep_dir)
+    seed_one = {method: {row["prompt"]: row for row in jobs[(method, "1")]} for method in ("base", "dpo")}
+
+    with opened(page, report.html) as seen:
+        click_prompt(page, kept)
+        page.locator("select.sb-seed").select_option(label="seed 1")
+        detail = shown_detail(page)
+        expected = {"base": seed_one["base"][prompts[kept]], "sft": None, "dpo": seed_one["dpo"][prompts[kept]]}
+        assert_shows(detail, prompts[kept], expected)
+        assert "seed 1" in detail["facts"] and pressed(page) == kept and notice(page) is None
+
+        page.locator("select.sb-sort").select_option(label="where methods disagree most")  # a new order: its top
+        order = [item["index"] for item in shown_list(page)]
+        click_prompt(page, order[-2])
+        page.locator("select.sb-seed").select_option(label="seed 0")
+        assert shown_detail(page)["prompt"] == prompts[order[-2]] and pressed(page) == order[-2]
+        assert [item["index"] for item in shown_list(page)] != order  # seed 0's order, the same prompt chosen
+
+        page.locator("select.sb-sort").select_option(label="evaluation order")
+        click_prompt(page, dropped)
+        page.locator("select.sb-seed").select_option(label="seed 1")
+        assert shown_detail(page)["prompt"] == prompts[dropped + 1] and pressed(page) == dropped + 1
+        assert notice(page) == (
+            f"Seed 1 has no sample for prompt #{dropped + 1}: showing prompt #{dropped + 2}, the nearest that has."
+        )
+        click_prompt(page, kept)
+        assert notice(page) is None
+    assert seen == {"requests": [], "errors": []}
+
+
 # -- (2) model output is text -----------------------------------------------------------------------------------
 PLANTED_SCRIPT = '</script><img src=x onerror="window.pwned=1">'
 PLANTED_BOLD = "<b>bold</b>"

@@ -11,7 +11,11 @@ Disagreement: for one prompt and one seed, the spread (max - min) across methods
 disagree most are where reading the completions teaches the most.
 
 Seeds: the page shows one seed's samples at a time (default: the lowest). A mean over seeds would mix scores of
-different completions into numbers no completion on screen has.
+different completions into numbers no completion on screen has. Picking another seed keeps the prompt on screen (or,
+where that seed has no sample for it, the nearest prompt that has one, and says so).
+
+Screens: on a narrow one (a phone) the prompt list sits above the completions, which stack one per row; on a wide
+one they stand side by side.
 
 Safety: completions are model output. They are embedded as JSON in a `<script type="application/json">` with every
 "<" escaped, and the page's script renders them with `textContent` only: no completion can become markup or script.
@@ -361,18 +365,21 @@ _STYLE = """
 #sample-browser .sb-controls { display: flex; flex-wrap: wrap; gap: .4rem 1.2rem; align-items: center;
   margin: .6rem 0; }
 #sample-browser .sb-controls label { font-size: .9rem; }
-#sample-browser .sb-layout { display: grid; grid-template-columns: minmax(14rem, 22rem) 1fr; gap: 1rem; }
-#sample-browser ol.sb-prompts { list-style: none; margin: 0; padding: 0; max-height: 36rem; overflow-y: auto;
-  border: 1px solid #ddd; }
+#sample-browser input.sb-search { max-width: 100%; box-sizing: border-box; }
+#sample-browser .sb-layout { display: grid; grid-template-columns: minmax(14rem, 22rem) minmax(0, 1fr); gap: 1rem; }
+#sample-browser ol.sb-prompts { position: relative; list-style: none; margin: 0; padding: 0; max-height: 36rem;
+  overflow-y: auto; border: 1px solid #ddd; }
 #sample-browser button.sb-prompt { display: flex; gap: .5rem; width: 100%; text-align: left; border: 0;
   border-bottom: 1px solid #eee; background: none; padding: .3rem .5rem; font: inherit; font-size: .85rem;
   cursor: pointer; }
 #sample-browser button.sb-prompt[aria-pressed="true"] { background: #e8f0fe; }
 #sample-browser .sb-spread { color: #555; font-variant-numeric: tabular-nums; min-width: 3.2rem; }
 #sample-browser .sb-text { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-#sample-browser .sb-prompt-text { white-space: pre-wrap; margin-top: 0; }
-#sample-browser .sb-methods { display: grid; grid-template-columns: repeat(auto-fill, minmax(15rem, 1fr)); gap: .8rem; }
-#sample-browser .sb-method { border: 1px solid #ddd; border-radius: 4px; padding: .5rem .7rem; }
+#sample-browser .sb-prompt-text { white-space: pre-wrap; overflow-wrap: anywhere; margin-top: 0; }
+#sample-browser .sb-notice { color: #7a4d00; background: #fff6e0; padding: .3rem .5rem; border-radius: 4px; }
+#sample-browser .sb-methods { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(15rem, 100%), 1fr));
+  gap: .8rem; }
+#sample-browser .sb-method { border: 1px solid #ddd; border-radius: 4px; padding: .5rem .7rem; min-width: 0; }
 #sample-browser .sb-method h4 { margin: 0 0 .3rem; }
 #sample-browser .sb-completion { white-space: pre-wrap; overflow-wrap: anywhere; font-family: ui-monospace, monospace;
   font-size: .85rem; background: #fafafa; padding: .4rem; max-height: 24rem; overflow-y: auto; }
@@ -381,6 +388,11 @@ _STYLE = """
 #sample-browser table.sb-scores th { font-weight: normal; color: #555; text-align: left; }
 #sample-browser td.best { font-weight: 700; background: #eef7ee; }
 #sample-browser td.worst { background: #fbeeee; }
+/* a narrow screen (a phone): the prompt list above the completions, which stack one per row */
+@media (max-width: 48rem) {
+  #sample-browser .sb-layout { grid-template-columns: minmax(0, 1fr); }
+  #sample-browser ol.sb-prompts { max-height: 15rem; }
+}
 """
 
 # Renders only with createElement / textContent: the data is model output and never becomes markup.
@@ -397,6 +409,7 @@ _SCRIPT = """
   const detail = root.querySelector(".sb-detail");
   const qualityAt = data.scores.indexOf(data.quality);
   let selected = 0;
+  let notice = "";  // why the prompt on screen is not the one chosen (a seed without it), until the next action
 
   const make = (tag, className, text) => {
     const element = document.createElement(tag);
@@ -412,6 +425,7 @@ _SCRIPT = """
   };
   const seed = () => Number(seedPick.value);
   const spread = (i) => data.prompts[i].spread[seed()];
+  const hasSamples = (i) => data.prompts[i].samples[seed()].some((sample) => sample !== null);
 
   data.seeds.forEach((name, i) => seedPick.append(new Option(`seed ${name}`, String(i))));
   if (data.quality === null) sort.querySelector('option[value="disagreement"]').disabled = true;
@@ -477,7 +491,28 @@ _SCRIPT = """
       .map((sample) => sample.s[qualityAt]);
     data.methods.forEach((method, m) => cards.append(card(method, samples[m], present)));
     const heading = make("h3", "sb-prompt-text", prompt.text);
-    detail.replaceChildren(heading, make("p", "meta sb-facts", facts.join(" \\u00b7 ")), cards);
+    const shownNotice = notice ? [make("p", "meta sb-notice", notice)] : [];
+    shownNotice.forEach((note) => note.setAttribute("role", "status"));
+    detail.replaceChildren(...shownNotice, heading, make("p", "meta sb-facts", facts.join(" \\u00b7 ")), cards);
+  }
+
+  // keeps the chosen prompt in view inside the list (not the page: the list scrolls on its own)
+  function reveal() {
+    const button = list.querySelector('button[aria-pressed="true"]');
+    if (!button) return;
+    const top = button.offsetTop, height = button.offsetHeight;
+    if (top < list.scrollTop || top + height > list.scrollTop + list.clientHeight) {
+      list.scrollTop = top - (list.clientHeight - height) / 2;
+    }
+  }
+
+  // the shown prompt nearest to `i` in evaluation order that has a sample at the current seed (the later on a tie)
+  function nearestWithSamples(i, shown) {
+    const candidates = shown.filter(hasSamples);
+    if (!candidates.length) return null;
+    const distance = (j) => Math.abs(j - i);
+    return candidates.reduce((best, j) => (distance(j) < distance(best) ||
+                                           (distance(j) === distance(best) && j > best) ? j : best));
   }
 
   function render() {
@@ -491,7 +526,7 @@ _SCRIPT = """
       if (data.quality !== null) button.append(make("span", "sb-spread", format(spread(i), "float")));
       button.append(make("span", "sb-text", data.prompts[i].text));
       button.title = data.prompts[i].text;
-      button.addEventListener("click", () => { selected = i; render(); });
+      button.addEventListener("click", () => { selected = i; notice = ""; render(); });
       const item = make("li");
       item.append(button);
       return item;
@@ -500,11 +535,21 @@ _SCRIPT = """
     renderDetail(shown.length ? selected : -1);
   }
 
-  search.addEventListener("input", render);
-  // a new order or seed shows its first prompt: the one where the methods disagree most, when sorted so
-  const restart = () => { selected = visible()[0] ?? selected; render(); };
-  sort.addEventListener("change", restart);
-  seedPick.addEventListener("change", restart);
+  search.addEventListener("input", () => { notice = ""; render(); });
+  // a new order shows its first prompt: the one where the methods disagree most, when sorted so
+  sort.addEventListener("change", () => { selected = visible()[0] ?? selected; notice = ""; render(); reveal(); });
+  // a new seed keeps the prompt; one the seed has no sample for gives way to the nearest that has, and says so
+  seedPick.addEventListener("change", () => {
+    notice = "";
+    const nearest = hasSamples(selected) ? selected : nearestWithSamples(selected, visible());
+    if (nearest !== null && nearest !== selected) {
+      notice = `Seed ${data.seeds[seed()]} has no sample for prompt #${selected + 1}: ` +
+               `showing prompt #${nearest + 1}, the nearest that has.`;
+      selected = nearest;
+    }
+    render();
+    reveal();
+  });
   render();
 })();
 """

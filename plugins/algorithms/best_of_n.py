@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.api import Policy, Run, Snapshot, snapshots_requested
+from harness.api import Policy, Run, Sampled, Snapshot, snapshots_requested
 
 
 def best_of_n_kl(n: int) -> float:
@@ -45,16 +45,17 @@ class BestOfN:
         model, tokenizer = load_policy(sft.path, run.device, merge=True)  # only sampled: an adapter merged is faster
 
         def best_of(n: int) -> Any:
-            def sampler(
-                prompts: Sequence[str], settings: Mapping[str, Any], device: str
-            ) -> tuple[list[str], list[int]]:
-                """n samples per prompt; keep the best. A sample's token count is what it cost: all n draws."""
+            def sampler(prompts: Sequence[str], settings: Mapping[str, Any], device: str) -> Sampled:
+                """n samples per prompt; keep the best. Its length is the kept draw's; what it cost is all n draws."""
                 expanded = [prompt for prompt in prompts for _ in range(n)]
                 samples = sample_completions(model, tokenizer, expanded, settings, device)
                 completions, lengths = samples.completions, samples.lengths
                 best = pick_best(reward.fn(expanded, completions), n)
-                spent = [sum(lengths[i - i % n : i - i % n + n]) for i in best]
-                return [completions[i] for i in best], spent
+                return Sampled(
+                    completions=[completions[i] for i in best],
+                    lengths=[lengths[i] for i in best],
+                    tokens_generated=[sum(lengths[i - i % n : i - i % n + n]) for i in best],
+                )
 
             return sampler
 
