@@ -135,12 +135,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
     # sweep goes on, and the report lists it. A single run stops with the one-line error (or the traceback of
     # a bug, which is ours to fix).
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    # the error is printed once, as the `error:` line; the log records it too, on the console only where that is
+    # the job's console.log (a sweep with a view), not the terminal
+    console_too = in_sweep and progress.view_folder(job_sweep_dir()) is not None
     with sweep_job():  # in a sweep with a view: this job's console to its console.log, its progress to the view
         try:
             return run_job(cfg)
         except HarnessError as error:
             close_progress_bars()  # one left open by the failed step would redraw itself below the error at exit
-            log.error("%s", error)
+            log_error(str(error), console_too)
             print(f"error: {error}", file=sys.stderr)
             progress.failed(str(error))
             if in_sweep:
@@ -149,10 +152,41 @@ def hydra_main(cfg: DictConfig) -> float | None:
         except Exception as error:
             if not in_sweep:
                 raise
-            log.exception("job failed")
-            print(f"error: job {HydraConfig.get().job.num} failed: {type(error).__name__}: {error}", file=sys.stderr)
-            progress.failed(f"{type(error).__name__}: {error}")
+            files = log_error("job failed", console_too, traceback=True)
+            where = f" (its traceback: {', '.join(files)})" if files else ""
+            message = f"{type(error).__name__}: {error}"
+            print(f"error: job {HydraConfig.get().job.num} failed: {message}{where}", file=sys.stderr)
+            progress.failed(message)
             return None
+
+
+def log_error(message: str, console_too: bool, traceback: bool = False) -> list[str]:
+    """Log an error (with the traceback being handled, if `traceback`) to every handler when `console_too`, else to
+    the log files only (Hydra's app.log), where the terminal shows it once as the `error:` line instead. Returns
+    the files it went to, where only to files; with no log file, it goes to the console after all."""
+    if not console_too:
+        record = log.makeRecord(
+            log.name, logging.ERROR, __file__, 0, message, (), sys.exc_info() if traceback else None
+        )
+        files = []
+        for handler in logging_handlers(log):
+            if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+                handler.handle(record)
+                files += [handler.baseFilename] if handler.baseFilename != os.devnull else []
+        if files:
+            return files
+    log.error("%s", message, exc_info=traceback)
+    return []
+
+
+def logging_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record logged to `logger` reaches: its own and, while it propagates, its ancestors'."""
+    handlers: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        handlers += current.handlers
+        current = current.parent if current.propagate else None
+    return handlers
 
 
 def sweep_job() -> Any:
@@ -161,8 +195,13 @@ def sweep_job() -> Any:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return contextlib.nullcontext()
     output_dir = Path(hydra_cfg.runtime.output_dir)
-    sweep_dir = Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir  # where the launcher made it, even after a chdir
-    return progress.sweep_job(output_dir, sweep_dir, int(hydra_cfg.job.num))
+    return progress.sweep_job(output_dir, job_sweep_dir(), int(hydra_cfg.job.num))
+
+
+def job_sweep_dir() -> Path:
+    """The folder of this job's sweep: where the launcher made it, even after a chdir."""
+    hydra_cfg = HydraConfig.get()
+    return Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir
 
 
 def close_progress_bars() -> None:

@@ -1,6 +1,8 @@
 """`harness-cache`: what the stage cache holds, whether it is sound, and clearing out what nothing uses.
 
-    harness-cache list                  every stage: kind, key, size, inputs, the sweeps whose results use it, last use
+    harness-cache list                  every stage: kind, key, size, last use, how many sweeps use it and the latest,
+                                        what it was built from
+    harness-cache list --users          the same, and every sweep or run that uses each stage, one a line
     harness-cache verify                every complete stage's files against their recorded SHA-256; exit 1 if any fails
     harness-cache prune                 what prune would remove (a dry run): stages no result uses, and their total
     harness-cache prune --yes           remove them
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -47,7 +50,8 @@ class CachedStage:
     status: str  # complete | incomplete (a killed or running build) | set aside (failed its check) | pruning
     size: int
     inputs: dict[str, str]
-    users: set[str] = field(default_factory=set)  # sweep (or run) folders whose results name this stage
+    users: dict[str, float] = field(default_factory=dict)  # sweep (or run) folder -> when its newest result
+    # naming this stage was written
     last_used: float = 0.0  # the newest of its build, its last load (`<key>.use`) and those results
 
 
@@ -82,12 +86,13 @@ def stage_at(kind: str, folder: Path) -> CachedStage:
     return CachedStage(kind, folder.name, folder, status, size, inputs, last_used=last_used)
 
 
-def users(results: Path) -> dict[tuple[str, str], tuple[set[str], float]]:
-    """(kind, key) -> the sweep or run folders whose result.json names that stage, and when the newest finished.
+def users(results: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """(kind, key) -> the sweep or run folders whose result.json names that stage, each with when its newest such
+    result was written.
 
     By kind and key, not path: a result records the path as its job saw it (relative to the job's working
     folder with the default `cache_dir`), and a prune run from elsewhere must still see the stage as used."""
-    used: dict[tuple[str, str], tuple[set[str], float]] = {}
+    used: dict[tuple[str, str], dict[str, float]] = {}
     for result_file in results.glob("**/result.json"):
         try:
             result = Result.read(result_file)
@@ -100,10 +105,8 @@ def users(results: Path) -> dict[tuple[str, str], tuple[set[str], float]]:
             path = stage.path
             if not path:
                 continue
-            key = (Path(path).parent.name, Path(path).name)
-            owners, newest = used.get(key, (set(), 0.0))
-            owners.add(owner)
-            used[key] = (owners, max(newest, finished))
+            owners = used.setdefault((Path(path).parent.name, Path(path).name), {})
+            owners[owner] = max(owners.get(owner, 0.0), finished)
     return used
 
 
@@ -111,20 +114,52 @@ def list_stages(cache: Path, results: Path) -> list[CachedStage]:
     used = users(results)
     found = list(stages(cache))
     for stage in found:
-        owners, newest = used.get((stage.kind, stage.key), (set(), 0.0))
-        stage.users, stage.last_used = owners, max(stage.last_used, newest)
+        stage.users = used.get((stage.kind, stage.key), {})
+        stage.last_used = max([stage.last_used, *stage.users.values()])
     return found
 
 
-def print_list(found: list[CachedStage]) -> None:
-    print(f"{'stage':<18} {'key':<18} {'status':<10} {'size':>9}  {'last used':<16} used by / inputs")
+WIDTH = 120  # columns a line of `list` fits in: one line per stage, however many sweeps use it
+
+
+def print_list(found: list[CachedStage], every_user: bool = False) -> None:
+    """One line per stage (what it is, its size, its last use, how many sweeps or runs use it and the latest), then
+    what it was built from; `every_user`: every sweep or run that uses it too, one a line, newest first."""
+    print(fit(f"{'stage':<12} {'key':<16} {'status':<10} {'size':>9}  {'last used':<16}  used by (sweeps or runs)"))
     for s in found:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_used))
-        used_by = ", ".join(sorted(s.users)) or "(no result)"
-        inputs = " ".join(f"{role}={key}" for role, key in sorted(s.inputs.items()))
-        print(f"{s.kind:<18} {s.key:<18} {s.status:<10} {human(s.size):>9}  {when:<16} {used_by}  [{inputs}]")
+        line = f"{s.kind:<12} {s.key:<16} {s.status:<10} {human(s.size):>9}  {when:<16}  "
+        newest_first = sorted(s.users, key=lambda owner: (-s.users[owner], owner))
+        if not newest_first:
+            line += "(no result)"
+        else:
+            count = f"{len(newest_first)}, latest " if len(newest_first) > 1 else ""
+            line += count + elide(newest_first[0], WIDTH - len(line) - len(count))
+        print(fit(line))
+        if s.inputs:
+            inputs = " ".join(f"{role}={key}" for role, key in sorted(s.inputs.items()))
+            print(
+                *textwrap.wrap(f"built from {inputs}", WIDTH, initial_indent="    ", subsequent_indent="      "),
+                sep="\n",
+            )
+        if every_user:
+            print(*(fit(f"    used by {owner}") for owner in newest_first), sep="\n")
     total = sum(s.size for s in found)
-    print(f"{len(found)} stages, {human(total)}")
+    hint = "" if every_user else " (--users: every sweep or run that uses each)"
+    print(f"{len(found)} stages, {human(total)}{hint}")
+
+
+def elide(text: str, room: int) -> str:
+    """`text` in `room` columns: its middle replaced by `…` where it is longer (a sweep's time, at its end, stays)."""
+    if len(text) <= room:
+        return text
+    tail = (room - 1) // 2 + (room - 1) % 2
+    return text[: room - 1 - tail] + "…" + text[len(text) - tail :]
+
+
+def fit(line: str) -> str:
+    """`line` cut to WIDTH columns, its end replaced by `…` where it was longer (a plugin's long stage name)."""
+    return line if len(line) <= WIDTH else line[: WIDTH - 1] + "…"
 
 
 def verify(found: list[CachedStage]) -> int:
@@ -290,6 +325,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--yes", action="store_true", help="prune: remove the stages (without it, a dry run)")
     parser.add_argument(
+        "--users",
+        "--verbose",
+        dest="users",
+        action="store_true",
+        help="list: every sweep or run that uses each stage, one a line (default: how many, and the latest)",
+    )
+    parser.add_argument(
         "command",
         choices=["list", "verify", "prune"],
         help="list: every stage; verify: hash every complete stage; prune: remove stages nothing uses",
@@ -305,10 +347,12 @@ def main(argv: list[str] | None = None) -> None:
             raise HarnessError(f"--cache={str(cache)!r}: no such folder; expected a stage cache (results/cache)")
         if args.command != "prune" and (args.yes or args.older_than is not None):
             raise HarnessError(f"--yes and --older-than are for prune, not {args.command}")
+        if args.command != "list" and args.users:
+            raise HarnessError(f"--users is for list, not {args.command}")
         older_than = cutoff(args.older_than)
         found = list_stages(cache, args.results)
         if args.command == "list":
-            print_list(found)
+            print_list(found, every_user=args.users)
         elif args.command == "prune":
             prune(found, older_than, remove=args.yes)
         elif verify(found):

@@ -19,8 +19,8 @@ log = logging.getLogger("harness")
 
 
 class ReportCallback(Callback):
-    """Writes comparison.csv / comparison.md / report.html into the sweep directory, prints the table, and
-    logs the comparison as one more W&B run in the sweep's group when the logger is W&B."""
+    """Writes comparison.csv / comparison.md / report.html into the sweep directory, prints the headline table and
+    where those are, and logs the comparison as one more W&B run in the sweep's group when the logger is W&B."""
 
     def __init__(
         self,
@@ -28,21 +28,24 @@ class ReportCallback(Callback):
         enabled: bool = True,
         kl_budgets: Any = None,
         fits: Any = None,
+        verbose: bool = False,
     ) -> None:
         """Settings (conf/config.yaml `hydra.callbacks.report`): `baseline`, the group others are paired with;
         `kl_budgets`, the KLs of the "At equal KL" table (null: the report's defaults); `fits`, algorithm ->
         over-optimisation form for Gao et al.'s fits (experiment=gao). The report reads them back from the sweep's
-        record, so `harness-report DIR` rebuilds the same files."""
+        record, so `harness-report DIR` rebuilds the same files. `verbose` (or HARNESS_VERBOSE=1): print all of
+        comparison.md at the end, not only the headline table, who leads at equal KL and where the files are."""
         self.baseline = baseline
         self.enabled = enabled
         self.kl_budgets = kl_budgets
         self.fits = fits
+        self.verbose = verbose
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
         from harness.errors import HarnessError
-        from harness.report import build_report
+        from harness.report import build_report, terminal_text, wants_verbose
         from harness.report.publish import log_comparison
 
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -54,12 +57,13 @@ class ReportCallback(Callback):
             LAST_SWEEP["problems"] = 1
             return
         LAST_SWEEP["problems"] = problems = report.failed_or_missing
-        print("\n" + report.markdown)
-        print(f"report: {report.html.resolve()}")
+        print("\n" + terminal_text(report, wants_verbose(self.verbose), VERBOSE_HINT))
         if problems:
             print(f"warning: {problems} job(s) failed or are missing; see the report", file=sys.stderr)
 
 
+# what prints all of comparison.md once the sweep has ended (before the next: the `verbose` setting, HARNESS_VERBOSE=1)
+VERBOSE_HINT = "`harness-report --verbose` on this folder prints it all"
 LAST_SWEEP: dict[str, int] = {}  # failed or missing jobs of the last sweep: `harness` exits 1 when any
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,13 +49,54 @@ def results(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def listed(text: str) -> list[str]:
+    """Each stage's block in the output of `harness-cache list`: its line and the indented lines below it (what it
+    was built from; with --users, who uses it), without the header and the total."""
+    blocks: list[str] = []
+    for line in text.splitlines()[1:-1]:
+        if line.startswith(" ") and blocks:
+            blocks[-1] += "\n" + line
+        else:
+            blocks.append(line)
+    return blocks
+
+
 def test_list_shows_each_stage_with_its_size_inputs_and_users(results: Path, capsys: pytest.CaptureFixture) -> None:
     main(["--results", str(results), "list"])
-    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:-1]}
+    lines = {block.split()[0]: block for block in listed(capsys.readouterr().out)}
     assert set(lines) == {"data", "dpo", "sft"}
     assert "sweeps/compare/2026-01-01_00-00-00" in lines["sft"] and "2.0 MB" in lines["sft"]
-    assert "(no result)" in lines["dpo"] and "start=" in lines["dpo"]
+    assert "(no result)" in lines["dpo"] and "built from start=" in lines["dpo"]
     assert "data=" in lines["sft"] and "complete" in lines["sft"]
+
+
+def test_list_counts_the_users_of_a_stage_and_lists_them_all_with_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A base model 300 sweeps used: its line says how many and the latest, within 120 columns; `--users` lists
+    every one of them, one a line, newest first."""
+    cache = StageCache(tmp_path / "cache")
+    data = cache.run("data", {"n": 1}, {}, tiny("d"))
+    base = cache.run("base_model", {"n_layer": 2}, {"data": data}, tiny("b"))
+    release_stages()
+    names = [f"compare-{n:03d}" for n in range(299)] + ["an-experiment-name-longer-than-the-column-has-room-for"]
+    for n, sweep in enumerate(names):
+        write_result(tmp_path, sweep, {"data": data, "base_model": base}, when=1_700_000_000 + n)
+
+    main(["--results", str(tmp_path), "list"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120, out
+    stages = {block.split()[0]: block for block in listed(out)}
+    line = stages["base_model"].splitlines()[0]  # the latest's name shortened in its middle: its time stays
+    assert re.search(r"  300, latest sweeps/an-exp\S*…\S*2026-01-01_00-00-00$", line), line
+    assert f"built from data={data.key}" in stages["base_model"] and names[0] not in out
+    assert out.splitlines()[-1].endswith("(--users: every sweep or run that uses each)")
+
+    main(["--results", str(tmp_path), "list", "--users"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    users = [line.removeprefix("    used by ") for line in listed(out)[0].splitlines() if "used by" in line]
+    assert users == [f"sweeps/{sweep}/2026-01-01_00-00-00" for sweep in reversed(names)]
 
 
 def test_verify_passes_a_sound_cache_and_fails_a_flipped_bit(results: Path, capsys: pytest.CaptureFixture) -> None:
@@ -152,7 +194,7 @@ def test_prune_removes_exactly_what_only_a_deleted_sweep_used_and_keeps_the_inpu
     assert folders(results) == everything - only_gone
     assert all((results / "cache" / name(s) / MARKER).exists() for s in (data, base, sft, kept_dpo))
     main(["--results", str(results), "list"])  # lock files beside the stages are not stages
-    assert {line.split()[1] for line in capsys.readouterr().out.splitlines()[1:-1]} == {
+    assert {block.split()[1] for block in listed(capsys.readouterr().out)} == {
         s.key for s in (data, base, sft, kept_dpo)
     }
     assert (results / "cache" / "dpo" / f"{gone_dpo.key}{USE}").exists()  # left for a job that may wait on it
@@ -291,6 +333,7 @@ def test_prune_keeps_a_stage_a_live_process_loaded_and_removes_it_once_that_proc
     [
         (["prune", "--older-than", "2026-13-01"], "error: --older-than='2026-13-01': expected a date, YYYY-MM-DD"),
         (["list", "--yes"], "error: --yes and --older-than are for prune, not list"),
+        (["prune", "--users"], "error: --users is for list, not prune"),
     ],
 )
 def test_bad_prune_flags_are_one_line(

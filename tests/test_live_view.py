@@ -145,6 +145,8 @@ def test_a_terminal_shows_one_view_redrawn_in_place(terminal_sweep) -> None:
     assert re.fullmatch(rf"  failed: {FAILED} failed after \d+:\d\d: {NO_PATH}; expected the .* saved model", shown[1])
     assert shown[2].startswith("  each job's console: ")
     assert "| dpo | 1 |" in report and f"report: {folder / 'report.html'}" in report
+    assert NO_PATH not in report  # the failed job's reason once, in the summary; comparison.md keeps it too
+    assert NO_PATH in (folder / "comparison.md").read_text()
 
 
 def test_each_job_keeps_its_console_in_its_folder(terminal_sweep) -> None:
@@ -197,6 +199,7 @@ def test_a_failed_job_is_one_error_line_without_a_terminal(sweep, tmp_path: Path
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     expected = rf"error: {NO_PATH}; expected the directory of a saved model \(job 0_checkpoint_seed0 failed after "
     assert re.fullmatch(expected + rf"\d+:\d\d; its output: {re.escape(str(console))}\)", errors[0]), errors
+    assert len(errors) == 1 and (done.stdout + done.stderr).count(NO_PATH) == 1  # once on the terminal
     stdout = done.stdout.splitlines()
     assert stdout[0].startswith("sweep: 1 job, 1 at a time, in ") and re.match(r"\[\d+:\d\d\] 0_checkpoint", stdout[1])
     assert re.search(r"1 job ended in \d+:\d\d: 0 done, 1 failed", done.stdout)

@@ -4,13 +4,28 @@ reading nothing but the jobs' folders."""
 
 from __future__ import annotations
 
+import os
+import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.io import atomic_write_bytes, atomic_write_text
 from harness.report.aggregate import Sweep, load_sweep, parse_kl_budgets
 from harness.report.sections import Section, produce_sections
-from harness.report.tables import Comparison, compare, to_csv, to_markdown
+from harness.report.tables import (
+    OPTIMISED_MARK,
+    OPTIMISED_NOTE,
+    Comparison,
+    compare,
+    headline_table,
+    to_csv,
+    to_markdown,
+)
+
+if TYPE_CHECKING:
+    from harness.report.frontier import Lead
 
 CSV_FILE, MARKDOWN_FILE, HTML_FILE = "comparison.csv", "comparison.md", "report.html"
 
@@ -78,4 +93,71 @@ def extra_sections(comparison: Comparison) -> list[Section]:
     return produce_sections(comparison)
 
 
-__all__ = ["Report", "Section", "build_report"]
+VERBOSE_ENV = "HARNESS_VERBOSE"  # 1: print all of comparison.md at the end, as --verbose does
+
+
+def wants_verbose(asked: bool = False) -> bool:
+    """Whether to print all of comparison.md: asked for (`--verbose`, the callback's `verbose`) or HARNESS_VERBOSE=1."""
+    return bool(asked) or os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+PROSE_WIDTH = 110  # the prose lines of the printed summary wrap here; the table is as wide as its cells
+EQUAL_KL_LINES = 2  # who leads at equal KL, in at most this many lines (the section has every range in full)
+
+
+def terminal_text(report: Report, verbose: bool = False, verbose_hint: str = "--verbose prints it all") -> str:
+    """What a sweep, or `harness-report`, prints at its end. `verbose`: all of comparison.md, then the report's path.
+    Otherwise what fits a screen: the headline table (comparison.md's first), who leads at equal KL, and where
+    comparison.md and report.html are, naming the sections left out and saying how to print them (`verbose_hint`)."""
+    html = f"report: {report.html.resolve()}"
+    if verbose:
+        return f"{report.markdown}\n{html}"
+    comparison = report.comparison
+    table = headline_table(comparison)
+    notes = ["Mean over seeds [95% t-interval]; best mean in bold."]
+    if OPTIMISED_MARK in table:
+        notes.append(OPTIMISED_NOTE)
+    lines = [f"## {comparison.sweep.experiment}: side-by-side comparison", "", table, "", " ".join(notes)]
+    lines += equal_kl_leaders(comparison)
+    omitted = re.findall(r"^#{2,3} (.+)$", report.markdown, flags=re.MULTILINE)[1:]  # the headings after the title
+    rest = f"also in it: {', '.join(omitted)}; {verbose_hint}" if omitted else ""
+    lines += ["", f"comparison.md: {report.files['markdown'].resolve()}"]
+    lines += textwrap.wrap(rest, PROSE_WIDTH, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join([*lines, html])
+
+
+def equal_kl_leaders(comparison: Comparison) -> list[str]:
+    """The "At equal KL" section's who-leads-where in a line or two (none without it): each range of KL with its
+    leader, as many ranges as fit, then how many more the section has."""
+    from harness.report.frontier import nats
+
+    result = comparison.at_equal_kl
+    if result is None or not result.leads:
+        return []
+    ranges = [f"{_who_leads(lead)} from {nats(lead.start)} to {nats(lead.end)} nats" for lead in result.leads]
+    opening = f"At equal {result.kl.label}, the highest {result.reward.label}: "
+    for shown in range(len(ranges), 0, -1):
+        more = len(ranges) - shown
+        text = opening + "; ".join(ranges[:shown]) + (f"; {more} more range(s) in comparison.md" if more else ".")
+        wrapped = textwrap.wrap(text, PROSE_WIDTH, subsequent_indent="  ")
+        if len(wrapped) <= EQUAL_KL_LINES or shown == 1:
+            return wrapped
+    return []
+
+
+def _who_leads(lead: Lead) -> str:
+    """One range's leader as the section says it (frontier.dominance_lines), in a few words."""
+    others = ", ".join(lead.runners_up)
+    if lead.state == "dominates":
+        return f"{lead.method} dominates"
+    if lead.state == "within noise" and len(lead.leaders) > 1:
+        *first, last = lead.methods
+        return f"{', '.join(first)} and {last} within noise"
+    if lead.state == "within noise":
+        return f"{lead.method} leads within noise of {others}"
+    if lead.state == "no interval":
+        return f"{lead.method} leads (one seed: noise unknown)"
+    return f"{lead.method} alone"
+
+
+__all__ = ["Report", "Section", "build_report", "terminal_text", "wants_verbose"]

@@ -37,7 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also create a W&B Report for the sweep's group (online mode and the wandb-workspaces package)",
     )
-    parser.add_argument("--quiet", action="store_true", help="do not print the table")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print all of comparison.md (default: the headline table, who leads at equal KL and where the files are; "
+        "HARNESS_VERBOSE=1 does the same)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only where report.html is")
     return parser.parse_args(argv)
 
 
@@ -55,14 +61,15 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace):
-    from harness.report import build_report
+    from harness.report import build_report, terminal_text, wants_verbose
     from harness.report.aggregate import parse_kl_budgets
     from harness.report.publish import log_comparison, sweep_identity
 
     report = build_report(args.directory, baseline=args.baseline, kl_budgets=parse_kl_budgets(args.kl_budgets))
-    if not args.quiet:
-        print(report.markdown)
-    print(f"report: {report.html.resolve()}")
+    if args.quiet:
+        print(f"report: {report.html.resolve()}")
+    else:
+        print(terminal_text(report, wants_verbose(args.verbose)))
     identity = sweep_identity(report)
     if args.wandb:
         log_comparison(report, comparison_logger(identity["logger"]))

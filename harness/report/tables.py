@@ -372,16 +372,21 @@ def markdown_table(header: list[str], rows: list[list[Cell]]) -> str:
     return "\n".join(lines)
 
 
+def headline_table(comparison: Comparison) -> str:
+    """The comparison's main table, in Markdown: the declared headline metrics of each group, with the paired
+    difference to the baseline (comparison.md's first table; what a sweep prints at its end)."""
+    return markdown_table(*table_rows(comparison, comparison.headline, with_diff=True))
+
+
 def to_markdown(comparison: Comparison) -> str:
     from harness.report import frontier
 
     sweep = comparison.sweep
-    header, rows = table_rows(comparison, comparison.headline, with_diff=True)
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
     parts = [
         f"## {sweep.experiment}: side-by-side comparison",
         "",
-        markdown_table(header, rows),
+        headline_table(comparison),
         "",
         _caption(comparison),
     ]
