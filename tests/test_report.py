@@ -228,7 +228,12 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     statuses = {r["algorithm"]: (r["status"], r["error"]) for r in read_results(tmp_path / "sweeps")}
     assert statuses["base"] == ("complete", None)
     assert statuses["checkpoint"][0] == "failed" and "algorithm.path is not set" in statuses["checkpoint"][1]
-    assert "**failed**: algorithm=checkpoint seed=0: algorithm.path is not set" in done.stdout
+    # the reason once on the terminal (the error line above), and in comparison.md's list, which the end of the
+    # sweep names among what the file holds beyond the table
+    (sweep_dir,) = (tmp_path / "sweeps" / "default").iterdir()
+    comparison = (sweep_dir / "comparison.md").read_text()
+    assert "**failed**: algorithm=checkpoint seed=0: algorithm.path is not set" in comparison
+    assert "Jobs without a result" in done.stdout
 
 
 def test_every_algorithm_of_a_zoo_gets_its_own_colour() -> None:
