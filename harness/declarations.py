@@ -122,3 +122,19 @@ def _check(where: str, entry: Mapping[str, Any]) -> None:
     if entry.get("role") not in ROLES:
         roles = ", ".join(map(str, ROLES[:-1]))
         raise HarnessError(f"{where}: role={entry['role']!r}; expected one of {roles} or null")
+
+
+def build_plugin(node: Any) -> Any:
+    """Instantiate a plugin from its config node, without what it declares (a suite's `headline`, an algorithm's
+    `curves`: not constructor arguments); a user error raised by its constructor stays one line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(split_declarations(node)[0], _convert_="all")
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, HarnessError):
+            raise cause from None
+        reason = str(cause or error).strip().splitlines()[0]
+        raise HarnessError(f"{node.get('_target_')}: cannot be built from its config: {reason}") from error

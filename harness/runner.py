@@ -15,11 +15,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from harness.declarations import split_declarations
+from harness.declarations import build_plugin, split_declarations
 from harness.devices import resolve_device, torch_threads
 from harness.errors import HarnessError
 from harness.protocols import EvalContext, GoldStandard, ModelSource, Policy, Reward, RewardSource, Task
@@ -36,18 +34,6 @@ def settings_of(node: DictConfig) -> Any:
     """A plugin's settings as a stage key holds them: resolved, without what it declares (harness.declarations),
     so declaring a range or a headline never invalidates a cached stage."""
     return split_declarations(node)[0]
-
-
-def build_plugin(node: DictConfig) -> Any:
-    """Instantiate a plugin from its config node; a user error raised by its constructor stays one line."""
-    try:
-        return instantiate(split_declarations(node)[0], _convert_="all")  # what the report reads is not an argument
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, HarnessError):
-            raise cause from None
-        reason = str(cause or error).strip().splitlines()[0]
-        raise HarnessError(f"{node.get('_target_')}: cannot be built from its config: {reason}") from error
 
 
 class Run:

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.declarations import build_plugin
 from harness.report import Report
 from harness.report.tables import judge_check
 
@@ -38,27 +38,9 @@ def _typed(cell: str) -> Any:
         return cell if cell else None
 
 
-def instantiate_logger(logger_config: Any) -> Any:
-    """The logger a config names (`_target_` and its settings), built by Hydra as a job builds its plugins
-    (declarations left out); an error from its constructor stays one line."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from harness.declarations import split_declarations
-
-    try:
-        return instantiate(split_declarations(logger_config)[0], _convert_="all")
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, HarnessError):
-            raise cause from None
-        reason = str(cause or error).strip().splitlines()[0]
-        raise HarnessError(f"{logger_config.get('_target_')}: cannot be built from its config: {reason}") from error
-
-
-def log_comparison(report: Report, logger_config: Any, build_logger: Callable[[Any], Any] = instantiate_logger) -> None:
+def log_comparison(report: Report, logger_config: Any, build_logger: Callable[[Any], Any] = build_plugin) -> None:
     """Log the comparison with the configured logger when it can (W&B: a `comparison` run in the group).
-    `build_logger`: how the caller builds a plugin from its config (default: Hydra's instantiate)."""
+    `build_logger`: how the caller builds a plugin from its config (default: as a job builds its plugins)."""
     if logger_config is None:
         return
     logger = build_logger(logger_config)
