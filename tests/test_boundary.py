@@ -66,3 +66,24 @@ def test_a_cycle_between_core_modules_fails(copy: Path) -> None:
     result = lint(copy)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
+
+
+def test_the_example_plugin_keeps_its_contract_and_a_planted_import_breaks_it(tmp_path: Path) -> None:
+    """examples/harness-example-plugin holds itself to harness.api with an .importlinter of its own (the one an
+    out-of-tree package can copy): kept as shipped, broken by one import of an internal module."""
+
+    def lint_example(root: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        return subprocess.run(
+            [str(LINT), str(root / ".importlinter"), "--no-cache"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=120,
+        )
+
+    shipped = lint_example(EXAMPLE)
+    assert shipped.returncode == 0, shipped.stdout[-2000:]
+    copy = tmp_path / "example"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    (copy / "harness_example" / "planted.py").write_text("from harness.stages import StageCache\n")
+    planted = lint_example(copy)
+    assert planted.returncode != 0
+    assert "harness_example.planted -> harness.stages" in planted.stdout
