@@ -378,11 +378,6 @@ def read_all(root: Path | str) -> list[Result]:
     return [Result.read(path) for path in paths]
 
 
-def write_result(output_dir: Path, result: Mapping[str, Any] | Result) -> Path:
-    """Write a job's result (a Result, or result.json's object) to `output_dir`/result.json."""
-    return (result if isinstance(result, Result) else Result.from_dict(result)).write(output_dir)
-
-
 def read_results(root: Path) -> list[dict[str, Any]]:
     """Every `result.json` under `root` as plain objects (for scripts and tests), each with its `dir` added; read
     through `Result`, so as the report reads them."""

@@ -93,7 +93,7 @@ class HarnessConfig:
     logger: Any = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     # how preference pairs are sampled from the starting policy and labelled by the task (data, not evaluation: its
-    # own settings, so changing the evaluation's sampling retrains nothing)
+    # own settings, so changing the evaluation's sampling never re-samples the pairs nor retrains what learns from them)
     pair_generation: GenerationConfig = field(default_factory=GenerationConfig)
     # the policy every method starts from (an algorithm config; conf/sft/): one node, so a change to it reaches
     # every method, the reward model and the win-rate baseline alike

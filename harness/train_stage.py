@@ -74,7 +74,7 @@ class TrainingStage:
         (the reference is then the start with the adapter off: one copy of the weights), else a frozen copy of the
         start as `ref_model` when the method has a reference. An adapter start comes merged."""
         kwargs = self.peft.model_kwargs() if self.peft else {}
-        model = adapters.load_model(self.start.path, merge=True, **kwargs, **({"device": device} if device else {}))
+        model = adapters.load_model(self.start.path, device=device, merge=True, **kwargs)
         if self.peft is not None:
             return model, {"peft_config": self.peft.lora_config()}
         return model, {"ref_model": adapters.load_model(self.start.path)} if reference_model else {}
