@@ -399,9 +399,10 @@ def measure_ppo(bench: Bench, clock: StepClock) -> None:
     loaded by train_ppo itself (so in the peak). A step is an update; its tokens are the prompts' and responses'."""
     from transformers import AutoTokenizer
 
+    from harness.api import TrainingStage
     from harness.protocols import Reward
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, standalone_stage, train_ppo
+    from plugins.algorithms.ppo import load_config, train_ppo
     from plugins.loggers.none import NoLogger
 
     scale = bench.scale
@@ -440,7 +441,7 @@ def measure_ppo(bench: Bench, clock: StepClock) -> None:
     clock.start()
     train_ppo(
         config,
-        standalone_stage(out_dir, bench.model_dir),
+        TrainingStage.outside_a_run(out_dir, bench.model_dir),
         reward=Reward(name="words", fn=completion_words, is_gold=True),
         prompts=prompts,
         recorder=recorder,

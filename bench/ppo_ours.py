@@ -21,10 +21,11 @@ def main(spec_path: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from harness.api import TrainingStage
     from harness.protocols import Reward
     from harness.runner import torch_threads
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, standalone_stage, train_ppo
+    from plugins.algorithms.ppo import load_config, train_ppo
     from plugins.loggers.none import NoLogger
     from plugins.rewards.learned import RewardModelFn
 
@@ -43,7 +44,7 @@ def main(spec_path: str) -> None:
     with torch_threads(spec["threads"]):
         metrics = train_ppo(
             config,
-            standalone_stage(out_dir, Path(spec["sft_path"])),
+            TrainingStage.outside_a_run(out_dir, Path(spec["sft_path"])),
             reward=reward,
             prompts=prompts,
             recorder=recorder,

@@ -171,9 +171,10 @@ def test_lora_ppo_checkpoints_hold_the_adapters_and_resume_exactly(sweep, tmp_pa
     from datasets import load_from_disk
     from safetensors.torch import load_file
 
+    from harness.api import TrainingStage
     from harness.protocols import Reward
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import load_config, standalone_stage, train_ppo
+    from plugins.algorithms.ppo import load_config, train_ppo
 
     sft = stage_path(sweep, "ppo", "sft")
     prompts = list(load_from_disk(sweep["ppo"]["stages"]["data"]["path"])["prompts"]["prompt"])
@@ -185,7 +186,7 @@ def test_lora_ppo_checkpoints_hold_the_adapters_and_resume_exactly(sweep, tmp_pa
 
     def train(out_dir: Path) -> dict:
         recorder = MetricsRecorder(Silent(), "train", out_dir / "log_history.jsonl")
-        return train_ppo(config, standalone_stage(out_dir, sft, peft=lora_settings()), reward=words,
+        return train_ppo(config, TrainingStage.outside_a_run(out_dir, sft, peft=lora_settings()), reward=words,
                          prompts=prompts, recorder=recorder, device="cpu", seed=0)  # fmt: skip
 
     out_dir = tmp_path / "ppo"

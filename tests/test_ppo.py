@@ -284,9 +284,10 @@ def test_reinforce_pp_checkpoints_hold_no_value_model_and_resume_exactly(reinfor
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
+    from harness.api import TrainingStage
     from harness.protocols import Reward
     from harness.training import MetricsRecorder
-    from plugins.algorithms.ppo import standalone_stage, train_ppo
+    from plugins.algorithms.ppo import train_ppo
 
     stages = reinforce_pp_sweep["reinforce_pp"]["stages"]
     sft_path = Path(stages["sft"]["path"])
@@ -300,7 +301,7 @@ def test_reinforce_pp_checkpoints_hold_no_value_model_and_resume_exactly(reinfor
 
     def train(out_dir: Path) -> dict:
         recorder = MetricsRecorder(Silent(), "train", out_dir / "log_history.jsonl")
-        return train_ppo(config, standalone_stage(out_dir, sft_path), reward=words, prompts=prompts,
+        return train_ppo(config, TrainingStage.outside_a_run(out_dir, sft_path), reward=words, prompts=prompts,
                          recorder=recorder, device="cpu", seed=0)  # fmt: skip
 
     out_dir = tmp_path / "rpp"
@@ -359,6 +360,7 @@ def test_the_ema_reference_is_checkpointed_and_resumes_exactly(reinforce_pp_swee
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
+    from harness.api import TrainingStage
     from harness.protocols import Reward
     from harness.training import MetricsRecorder
     from plugins.algorithms.ppo import loop as ppo  # the loop's own name for update_reference, patched below
@@ -374,7 +376,7 @@ def test_the_ema_reference_is_checkpointed_and_resumes_exactly(reinforce_pp_swee
     def train(out_dir: Path, **fields: object) -> dict:
         config = load_config({"total_episodes": 32, "batch_size": 16, "save_every": 1, **fields})
         recorder = MetricsRecorder(Silent(), "train", out_dir / "log_history.jsonl")
-        return ppo.train_ppo(config, ppo.standalone_stage(out_dir, sft_path), reward=words, prompts=prompts,
+        return ppo.train_ppo(config, TrainingStage.outside_a_run(out_dir, sft_path), reward=words, prompts=prompts,
                              recorder=recorder, device="cpu", seed=0)  # fmt: skip
 
     out_dir = tmp_path / "ema"

@@ -38,7 +38,7 @@ from typing import Any
 from harness.api import HarnessError, Policy, Run, StageOutput, TrainingStage, peft_settings, torch_threads
 from plugins.algorithms.ppo.checkpoint import Trainables, load_state, restore_state, save_state
 from plugins.algorithms.ppo.config import ADDED_SETTINGS, NOT_IN_KEY, PPOConfig, load_config, stage_trainer
-from plugins.algorithms.ppo.loop import Learner, logged_row, no_sync, standalone_stage, train_ppo
+from plugins.algorithms.ppo.loop import Learner, logged_row, no_sync, train_ppo
 from plugins.algorithms.ppo.maths import (
     KLController,
     advantages_and_returns,
@@ -202,7 +202,6 @@ __all__ = [
     "save_state",
     "score_positions",
     "stage_trainer",
-    "standalone_stage",
     "train_ppo",
     "trained_weights",
     "truncate_after_eos",

@@ -31,7 +31,6 @@ from typing import Any
 import torch
 
 from harness.api import (
-    PeftSettings,
     Reward,
     RewardFn,
     TrainingStage,
@@ -87,8 +86,8 @@ def train_ppo(
 ) -> dict[str, Any]:
     """Train a policy from the stage's start (SFT) against `reward`; save it in the stage; return its metrics.
 
-    `stage` (harness.api.TrainingStage; `standalone_stage` without a Run): where to write, the SFT policy, LoRA
-    (`stage.peft`: train adapters, the policy saved as one) and the snapshots to keep along the updates.
+    `stage` (harness.api.TrainingStage; `TrainingStage.outside_a_run` without a Run): where to write, the SFT
+    policy, LoRA (`stage.peft`: train adapters, the policy saved as one) and the snapshots to keep along the updates.
     `recorder`: where each update's row goes (`stage.recorder("train")` in a Run).
     `gold`, when given (a task with an exact reward, trained against a learned one), is only watched: each
     update also logs the rollouts' gold score, so over-optimisation shows as proxy up, gold down.
@@ -140,14 +139,6 @@ def train_ppo(
     if ppo.accelerator.is_main_process:  # with LoRA the policy's adapter; the value adapter goes, as a value model does
         ppo.save(stage.save_policy)
     return finals(ppo, done, seconds=time.perf_counter() - started, resumed_from=resumed_from, gold=gold)
-
-
-def standalone_stage(
-    out_dir: Path, sft_path: Path, peft: PeftSettings | None = None, snapshot_count: int = 0
-) -> TrainingStage:
-    """The stage `train_ppo` trains in, for a caller with no Run (a benchmark, a test): `out_dir` to write in, the
-    SFT policy in `sft_path` to start from. Pass `train_ppo` a recorder of your own: this stage has no logger."""
-    return TrainingStage.outside_a_run(out_dir, sft_path, peft=peft, snapshot_count=snapshot_count)
 
 
 # ---------------------------------------------------------------------------------------------------------
