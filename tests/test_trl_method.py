@@ -41,12 +41,17 @@ trainer:
 """
 
 
+def conf_folder(root: Path, method: str, yaml: str) -> Path:
+    """A conf folder outside the repository holding one algorithm YAML, as a user writes one."""
+    folder = root / "conf" / "algorithm"
+    folder.mkdir(parents=True)
+    (folder / f"{method}.yaml").write_text(yaml)
+    return root / "conf"
+
+
 @pytest.fixture
 def external_conf(tmp_path: Path) -> Path:
-    folder = tmp_path / "conf" / "algorithm"
-    folder.mkdir(parents=True)
-    (folder / "heavy_kto.yaml").write_text(EXTERNAL_METHOD)
-    return tmp_path / "conf"
+    return conf_folder(tmp_path, "heavy_kto", EXTERNAL_METHOD)
 
 
 # -- pure pieces ----------------------------------------------------------------------------------------------
@@ -193,10 +198,7 @@ trainer:
 
 @pytest.fixture
 def unannotated_conf(tmp_path: Path) -> Path:
-    folder = tmp_path / "conf" / "algorithm"
-    folder.mkdir(parents=True)
-    (folder / "gmpo.yaml").write_text(UNANNOTATED_METHOD)
-    return tmp_path / "conf"
+    return conf_folder(tmp_path, "gmpo", UNANNOTATED_METHOD)
 
 
 def test_an_unannotated_trainer_takes_the_config_class_its_yaml_schema_names(compose, unannotated_conf: Path) -> None:
