@@ -44,6 +44,8 @@ class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
+        if config.get("tune") is not None and config.tune.phase == "tune":  # a worker that only tunes
+            return
         from harness.errors import HarnessError
         from harness.report import build_report, terminal_text, wants_verbose
         from harness.report.publish import log_comparison

@@ -24,8 +24,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from harness.errors import HarnessError
 
-# ranges: settings' allowed values (harness.ranges); kl_beta_ignored: why the shared kl_beta does not apply
-DECLARATION_KEYS = ("headline", "curves", "ranges", "kl_beta_ignored")
+# ranges: settings' allowed values (harness.ranges); kl_beta_ignored: why the shared kl_beta does not apply;
+# search: what equal-budget tuning may change, and over which range (harness.tune.space)
+DECLARATION_KEYS = ("headline", "curves", "ranges", "kl_beta_ignored", "search")
 BETTER = ("higher", "lower", None)  # None: no best value is marked (e.g. a KL, where less is a cost, not a quality)
 # quality: the metric paired differences are taken on and the frontier's y axis; divergence: the frontier's x axis
 # (the KL to the reference); proxy: what an RL algorithm optimised, set against the quality metric

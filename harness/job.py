@@ -7,14 +7,16 @@ import itertools
 import logging
 import time
 import traceback
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from harness import distributed, progress
+from harness import distributed, progress, snapshots
+from harness.convergence import job_convergence
 from harness.declarations import curve_entries, headline_entries, kl_beta_warning, split_declarations
 from harness.devices import resolve_device
 from harness.errors import HarnessError
@@ -36,6 +38,7 @@ from harness.results import (
     reset_peak_memory,
 )
 from harness.runner import EvalContext, Run, build_plugin, plain, stage_summary
+from harness.tune.trial import Pruned, TrialJudge
 from harness.versions import stack_versions
 
 log = logging.getLogger("harness")
@@ -57,6 +60,7 @@ class Job:
         self.config = redact(plain(cfg))
         self.headline: list[dict[str, Any]] = []  # what the suites and the algorithm declare (harness.declarations)
         self.curves: list[dict[str, Any]] = []
+        self.trial: TrialJudge | None = None  # a tuning trial's judge of its snapshots (harness.tune.trial)
 
     def execute(self) -> float | None:
         cfg = self.cfg
@@ -86,7 +90,8 @@ class Job:
             if suites:
                 check_num_prompts(cfg, run)  # the data stage is cheap; training is not
             start = time.perf_counter()
-            policy = algorithm.train(run)
+            with self.as_trial(run, suites):  # a tuning trial: judged at each snapshot, stopped if pruned
+                policy = algorithm.train(run)
             wall["train_job"] = time.perf_counter() - start
             start, before = time.perf_counter(), set(run.stages)
             with progress.stage("eval"):
@@ -99,6 +104,11 @@ class Job:
             if trajectory:
                 wall["eval/snapshots"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
+        except Pruned as pruned:  # a tuning trial the study's pruner stopped: not a failure
+            self.write(run, status="pruned", error=pruned, wall=wall, metrics=pruned.metrics, trajectory=pruned.points)
+            self.logger.finish(exit_code=0)
+            log.info("trial pruned: %s", pruned)
+            return None
         except BaseException as error:
             try:
                 self.write(run, status="failed", error=error, wall=wall)
@@ -125,7 +135,11 @@ class Job:
         """Each snapshot of the policy's training (harness.snapshots), evaluated exactly as the final policy:
         result.json's `trajectory`, in training order."""
         trajectory: list[TrajectoryPoint] = []
+        judged = {point.path: point for point in (self.trial.points if self.trial is not None else [])}
         for number, snapshot in enumerate(policy.snapshots if suites else []):
+            if (point := judged.get(snapshot.path)) is not None:  # the trial judged it while training: same metrics
+                trajectory.append(TrajectoryPoint(snapshot.step, round(snapshot.fraction, 6), point.metrics))
+                continue
             progress.steps("snapshot", total=len(policy.snapshots), done=number, unit="")
             at = dataclasses.replace(
                 policy,
@@ -140,6 +154,23 @@ class Job:
             log.info("snapshot at step %d (%.0f%% of training): %s", snapshot.step, 100 * snapshot.fraction,
                      ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items())))
         return trajectory
+
+    @contextmanager
+    def as_trial(self, run: Run, suites: dict[str, EvalSuite]) -> Iterator[None]:
+        """While the algorithm trains: in a tuning trial (`tune.trial_id`, set by the tuning sweeper), each snapshot
+        is evaluated as it is saved and reported to the study, whose pruner may stop the training (`Pruned`)."""
+        if self.cfg.tune.get("trial_id") is None:
+            yield
+            return
+
+        def evaluate(path: Path, reference: Path | None) -> dict[str, float]:
+            at = Policy(path=path, reference_path=reference)
+            metrics, _ = self.evaluate(run, at, suites, {}, samples=False)
+            return metrics
+
+        self.trial = TrialJudge(self.cfg, evaluate)
+        with snapshots.watching(self.trial):
+            yield
 
     def evaluate(
         self,
@@ -157,7 +188,7 @@ class Job:
         start = time.perf_counter()
         if samples:  # the final policy's (a snapshot's evaluation shows its count instead)
             progress.activity("sampling")
-        prompts = list(run.load_split("eval_prompts")["prompt"])
+        prompts = list(run.load_split(evaluation_split(self.cfg))["prompt"])
         limit = self.cfg.generation.num_prompts
         if limit is not None:
             prompts = prompts[:limit]
@@ -240,6 +271,11 @@ class Job:
             peak_memory_mb=round(peak_memory_mb(), 1),
         )
         cost.wall_s["job"] = round(time.time() - self.started, 3)
+        convergence: dict[str, Any] = {}
+        if status == "complete":  # whether loss and quality were still moving when training stopped
+            convergence = job_convergence(
+                self.output_dir, trajectory or [], metrics or {}, self.cfg.get("objective"), self.headline, self.curves
+            )
         result = Result(
             status=status,
             error=None if error is None else _describe(error),
@@ -267,6 +303,7 @@ class Job:
             versions=stack_versions(),
             started_at=_timestamp(self.started),
             finished_at=_timestamp(time.time()),
+            convergence=convergence,
         )
         return result.write(self.output_dir)
 
@@ -284,19 +321,25 @@ def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str,
 
 
 def check_num_prompts(cfg: DictConfig, run: Run) -> None:
-    """`generation.num_prompts` beyond the task's evaluation prompts would quietly evaluate fewer: refuse it. Under
-    debug=smoke its 32 is a cap on the budget, not a request (a small task has fewer), unless the user set it."""
-    limit = cfg.generation.num_prompts
-    if limit is None:
-        return
-    if cfg.get("smoke") and not _overridden("generation.num_prompts"):
-        return
+    """The split `eval_split` names must exist, and `generation.num_prompts` beyond its prompts would quietly
+    evaluate fewer: refuse both. Under debug=smoke its 32 is a cap on the budget, not a request (a small task has
+    fewer), unless the user set it."""
     from datasets import load_from_disk
 
-    available = len(load_from_disk(str(run.datasets().path))["eval_prompts"])  # unrendered: no base model needed
+    split = evaluation_split(cfg)
+    splits = load_from_disk(str(run.datasets().path))  # unrendered: no base model needed
+    if split not in splits:
+        raise HarnessError(
+            f"eval_split={cfg.eval_split}: task {cfg.task.name!r} has no {split!r} split (it has {sorted(splits)}); "
+            "expected a task that provides one, or eval_split=test"
+        )
+    limit = cfg.generation.num_prompts
+    if limit is None or (cfg.get("smoke") and not _overridden("generation.num_prompts")):
+        return
+    available = len(splits[split])
     if limit > available:
         raise HarnessError(
-            f"generation.num_prompts={limit}: more than the {available} evaluation prompts of task "
+            f"generation.num_prompts={limit}: more than the {available} {PROMPTS_NAMED[split]} prompts of task "
             f"{cfg.task.name!r}; expected at most {available} (or null: all of them)"
         )
 
@@ -308,6 +351,18 @@ def _overridden(key: str) -> bool:
     if not HydraConfig.initialized():
         return True
     return any(o.lstrip("+~").split("=", 1)[0] == key for o in HydraConfig.get().overrides.task)
+
+
+SPLITS = {"test": "eval_prompts", "validation": "validation_prompts"}  # eval_split -> the task's split
+PROMPTS_NAMED = {"eval_prompts": "evaluation", "validation_prompts": "validation"}
+
+
+def evaluation_split(cfg: DictConfig) -> str:
+    """The task split a job is evaluated on: `eval_prompts` (eval_split=test) or `validation_prompts`."""
+    choice = cfg.get("eval_split") or "test"
+    if choice not in SPLITS:
+        raise HarnessError(f"eval_split={choice!r}: expected test (the task's eval_prompts) or validation")
+    return SPLITS[choice]
 
 
 def check_kl_budget(cfg: DictConfig) -> None:

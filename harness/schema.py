@@ -84,6 +84,37 @@ class GenerationConfig:
 
 
 @dataclass
+class TuneConfig:
+    """Equal-budget tuning (`tune`; hydra/sweeper=tune, experiment=blur|zoo_tuned; harness/tune/, docs/tuning.md).
+
+    Every method in `methods` gets a study of `trials` trials over the search space its algorithm YAML declares
+    (`search:`), each trial trained at `seed` and evaluated on the task's validation prompts; poor trials are pruned
+    from their snapshots along training. Then each method's best settings run on the fresh `seeds` and are evaluated
+    on the test prompts: the comparison the report shows."""
+
+    methods: list[str] = field(default_factory=list)  # algorithms tuned, each with the same budget
+    baselines: list[str] = field(default_factory=lambda: ["sft"])  # run untuned in the final comparison
+    trials: int = field(default=8, metadata=allowed("[1, inf)"))  # per method, pruned ones included
+    seed: int = field(default=1000, metadata=allowed("[0, inf)"))  # training seed of every trial
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fresh seeds of the final comparison
+    # evaluation suites of a trial: what the objective reads (the final comparison runs the experiment's `eval`)
+    trial_eval: list[str] = field(default_factory=lambda: ["gold", "kl"])
+    rungs: int = field(default=3, metadata=allowed("[0, inf)"))  # snapshots a trial is judged at along training
+    pruner: str = "successive_halving"  # successive_halving (asynchronous) | hyperband | none
+    reduction_factor: int = field(default=2, metadata=allowed("[2, inf)"))  # 1/this of a rung's trials go on
+    sampler_seed: int = field(default=1234, metadata=allowed("[0, inf)"))
+    startup_trials: int = field(default=3, metadata=allowed("[0, inf)"))  # random trials before TPE models the space
+    storage: str | None = None  # SQLAlchemy URL of the studies; None: sqlite in the sweep folder (tuning.db)
+    phase: str = "all"  # all | tune (a worker that only tunes, beside one that runs all) | final
+    defaults_on_test: bool = False  # also run every method at its own defaults on `seeds` (hand-tuned vs tuned)
+    heartbeat_s: int = field(default=10, metadata=allowed("[1, inf)"))  # a running trial says it is alive
+    grace_s: int = field(default=60, metadata=allowed("[1, inf)"))  # silent this long: its worker died; rerun it
+    # set by the sweeper for one trial's job (not by hand)
+    study: str | None = None
+    trial_id: int | None = None
+
+
+@dataclass
 class HarnessConfig:
     task: Any = MISSING
     model: Any = MISSING
@@ -104,6 +135,10 @@ class HarnessConfig:
     # (harness/snapshots.py; result.json `trajectory`), so each run traces a reward-vs-KL curve; 0: the final only
     snapshots: int = field(default=0, metadata=allowed("[0, inf)"))
     objective: str | None = "eval/gold/reward"  # the metric `harness` returns to a sweeper (e.g. Optuna)
+    # the prompts a job is evaluated on: `test` (the task's eval_prompts, what every table reports) or `validation`
+    # (its validation_prompts: what tuning chooses settings on, so the test prompts never reach an objective)
+    eval_split: str = "test"
+    tune: TuneConfig = field(default_factory=TuneConfig)
     # the KL a `kl_budget` is measured in (eval/<suite>/<metric>); its suite must be in `eval`
     kl_metric: str | None = "eval/kl/seq_kl"
     # nats of `kl_metric`; above it the objective ranks below every in-budget job (harness/objective.py)

@@ -16,7 +16,9 @@ A snapshot lives in `<stage>/snapshots/step-<n>/` (weights, or a LoRA adapter wi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,33 @@ from harness.protocols import Snapshot
 
 FOLDER = "snapshots"
 RECORD = "snapshot.json"
+
+# Who hears of a snapshot the moment it is saved (a tuning trial judges it then, and may stop the training by
+# raising), and the policy the training stage started from (the reference its KL is measured to).
+Watcher = Callable[[Snapshot, "Path | None"], None]
+_watchers: list[Watcher] = []
+_training_start: ContextVar[Path | None] = ContextVar("training_start", default=None)
+
+
+@contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Call `watcher(snapshot, start)` after each snapshot is saved while this block runs. An exception it raises
+    stops the training that saved the snapshot (a pruned trial)."""
+    _watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _watchers.remove(watcher)
+
+
+@contextmanager
+def training_from(start: Path) -> Iterator[None]:
+    """The training stage inside this block starts from the policy saved in `start` (harness.train_stage)."""
+    token = _training_start.set(Path(start))
+    try:
+        yield
+    finally:
+        _training_start.reset(token)
 
 
 def requested(run: Any) -> int:
@@ -69,6 +98,9 @@ def save(model: Any, tokenizer: Any, stage_dir: Path, step: int, total_steps: in
         model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     atomic_write_json(folder / RECORD, {"step": step, "total_steps": total_steps, "fraction": step / total_steps})
+    snapshot = Snapshot(step=step, fraction=step / total_steps, path=folder)
+    for watcher in list(_watchers):
+        watcher(snapshot, _training_start.get())
     return folder
 
 

@@ -166,7 +166,8 @@ def train_stage(
 
     def build_stage(out_dir: Path) -> Mapping[str, Any] | None:
         stage = TrainingStage(run, out_dir, start, peft, count, fractions)
-        metrics = build(stage)
+        with snapshot_files.training_from(start.path):
+            metrics = build(stage)
         stage.finish()
         return metrics
 

@@ -19,7 +19,7 @@ from typing import Any
 log = logging.getLogger("harness")
 
 GROUP = "harness.report_sections"  # the entry-point group of section producers
-ORDER = ("samples", "human")  # the report's order of its own sections; any other follows, by name
+ORDER = ("tuning", "samples", "human")  # the report's order of its own sections; any other follows, by name
 
 
 @dataclass

@@ -50,7 +50,8 @@ class Testbed:
     Splits: `pretrain` / `pretrain_heldout` (whole reviews for the base model), `sft` (review openings with
     positive continuations: the stand-in for human demonstrations), `prompts` (openings for RL), and
     `eval_prompts` (held-out openings, drawn from their own random stream), `judge_prompts` (openings no method
-    trains on, for a held-out judge's preference pairs).
+    trains on, for a held-out judge's preference pairs), `validation_prompts` (openings for choosing settings:
+    equal-budget tuning evaluates its trials on them, never on `eval_prompts`, whose openings they exclude).
 
     `ood=<rule>` (a key of `OOD_RULES`, e.g. `first_person`): the openings of that class are held out of every split
     alignment trains or is evaluated in distribution on (`sft`, `prompts` and so the preference pairs sampled on
@@ -82,6 +83,7 @@ class Testbed:
         system_prompt: str | None = None,
         ood: str | None = None,
         num_ood_prompts: int = 256,
+        num_validation_prompts: int = 128,
     ) -> None:
         if ood is not None and ood not in OOD_RULES:
             expected = f"null or one of {sorted(OOD_RULES)}"
@@ -96,6 +98,7 @@ class Testbed:
             "prompts": num_prompts,
             "eval_prompts": num_eval_prompts,
             "judge_prompts": num_judge_prompts,
+            "validation_prompts": num_validation_prompts,
             **({"ood_prompts": num_ood_prompts} if ood is not None else {}),
         }
         self.ood = ood
@@ -167,10 +170,15 @@ class Testbed:
         rng = self._rng(split)
         return [self.grammar.sample(rng) for _ in range(self.sizes[split])]
 
-    def _prompts(self, split: str) -> list[str]:
+    def _prompts(self, split: str, excluded: set[str] = frozenset()) -> list[str]:
+        """The split's openings from its own stream; one in `excluded` (another split's) is redrawn."""
         rng = self._rng(split)
         ood = split == "ood_prompts"
-        return [" ".join(self._prompt(rng, ood)) for _ in range(self.sizes[split])]
+        drawn = []
+        while len(drawn) < self.sizes[split]:
+            if (opening := " ".join(self._prompt(rng, ood))) not in excluded:
+                drawn.append(opening)
+        return drawn
 
     def build_datasets(self, out_dir: Path) -> dict[str, Any]:
         from datasets import Dataset, DatasetDict
@@ -185,6 +193,7 @@ class Testbed:
             sft.append({"prompt": " ".join(prompt), "completion": " ".join(review[len(prompt) :])})
         prompt_splits = ("prompts", "eval_prompts", "judge_prompts", *(("ood_prompts",) if self.ood else ()))
         prompts = {split: self._prompts(split) for split in prompt_splits}
+        prompts["validation_prompts"] = self._prompts("validation_prompts", excluded=set(prompts["eval_prompts"]))
         sft_rows = [{"prompt": self._form(r["prompt"]), "completion": self._reply(r["completion"])} for r in sft]
         splits = DatasetDict(
             {

@@ -1,0 +1,322 @@
+"""The tuning sweeper (hydra/sweeper=tune; experiment=blur, experiment=zoo_tuned): equal effort by construction.
+
+    harness -m experiment=blur                                   tune every method, then the final comparison
+    harness -m experiment=blur hydra.sweep.dir=<its folder>      a killed tuning continues where it stopped
+    harness -m experiment=blur hydra.sweep.dir=<folder> tune.phase=tune    one more worker (same database)
+
+1. Tuning. For every method in `tune.methods`, a study of `tune.trials` trials (the same number for every method):
+   each trial is one job trained at `tune.seed` with settings the study's TPE sampler draws from the method's
+   declared space (harness.tune.space), evaluated on the task's validation prompts (eval_split=validation) by the
+   suites the objective needs, judged at `tune.rungs` snapshots along training and stopped early when the pruner
+   drops it (harness.tune.trial). The objective is `objective` at `kl_budget` (harness.objective): one number,
+   which pruning needs, and a budget, which keeps the search from buying reward with drift. Each method's own
+   defaults also run once on the same validation prompts (tuned minus default). Trials live in `tuning/<method>/`.
+2. The final comparison. Each method's best trial's settings (its defaults where no trial completed) run on the
+   fresh seeds `tune.seeds` and are evaluated on the test prompts with the experiment's suites, beside the
+   untuned `tune.baselines`: the sweep's comparison, through the usual report (equal KL, intervals, Holm). With
+   `tune.defaults_on_test`, every method's defaults run on those seeds too, in `untuned/` (its own report).
+   `tuning/summary.json` records the studies for the report's tuning section.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_json
+from harness.objective import objective_value
+from harness.results import RESULT_FILE, Result
+from harness.tune import space as spaces
+from harness.tune import study as studies
+
+log = logging.getLogger("harness")
+
+TUNING = "tuning"  # trials' folders and the summary, under the sweep folder
+UNTUNED = "untuned"  # every method at its defaults on the final seeds (tune.defaults_on_test)
+SUMMARY = "summary.json"
+WORKER = f"{socket.gethostname()}/{os.getpid()}"  # which worker ran a trial (trials' user attribute `worker`)
+FIXED_BY_TUNING = ("algorithm", "seed", "eval_split", "snapshots", "eval")  # a trial sets these itself
+
+
+class Tuning:
+    """One tuning sweep: `launch(batch)` runs jobs (the Hydra launcher's), `compose(overrides)` composes one."""
+
+    def __init__(self, config: DictConfig, arguments: Sequence[str], launch: Any, compose: Any, slots: int) -> None:
+        self.config = config
+        self.tune = config.tune
+        self.arguments = [a for a in arguments if a.lstrip("+~").split("=", 1)[0] not in FIXED_BY_TUNING]
+        self.launch_jobs = launch
+        self.compose = compose
+        self.slots = max(1, slots)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        self.url = studies.storage_url(self.tune.storage, self.sweep_dir)
+        self.next_job = 0
+        check(config)
+
+    # -- the whole sweep ----------------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        storage = studies.open_storage(self.url, self.tune.heartbeat_s, self.tune.grace_s)
+        methods = list(self.tune.methods)
+        spaces_of = {method: self.space(method) for method in methods}  # every space checked before any training
+        for method in methods:
+            self.tune_method(storage, method, spaces_of[method])
+        if self.tune.phase == "tune":
+            log.info("tuning worker done (tune.phase=tune): the worker with tune.phase=all runs the comparison")
+            return
+        self.wait_for_others(storage, methods)
+        chosen = {method: self.chosen(storage, method) for method in methods}
+        if self.tune.phase != "final":
+            for method in methods:
+                self.run_default(method)
+        self.write_summary(storage, methods, spaces_of, chosen)
+        self.final_comparison(chosen)
+
+    def space(self, method: str) -> list[spaces.Dimension]:
+        composed = self.compose([*self.arguments, f"algorithm={method}"])
+        dimensions = spaces.parse_space(method, OmegaConf.to_container(composed.algorithm, resolve=False).get("search"))
+        for dim in dimensions:
+            if OmegaConf.select(composed, dim.key, default="<absent>") == "<absent>":
+                raise HarnessError(f"algorithm {method!r}: search.{dim.key} names no setting of its config")
+        return dimensions
+
+    # -- tuning -------------------------------------------------------------------------------------------------
+    def tune_method(self, storage: Any, method: str, space: list[spaces.Dimension]) -> None:
+        name = studies.study_name(str(self.config.experiment_name), method)
+        study = studies.open_study(storage, name, self.tune, method)
+        budget = int(self.tune.trials)
+        failures = 0
+        while True:
+            studies.fail_stale(study)
+            free = budget - len(studies.counted(study, studies.SPENT))
+            if free <= 0:
+                if not studies.counted(study, ["RUNNING"]):
+                    return
+                time.sleep(min(5, self.tune.heartbeat_s))  # another worker's trials are still running
+                continue
+            trials = []
+            for _ in range(min(self.slots, free)):
+                trial = study.ask()
+                if studies.over_budget(study, trial.number, budget):  # another worker took the last ones meanwhile
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=_state("FAIL"))
+                    continue
+                trials.append(trial)
+            if not trials:
+                continue
+            outcomes = self.run_trials(storage, study, method, trials, space)
+            failures += outcomes.count("failed")
+            if failures >= budget:
+                raise HarnessError(f"tuning {method}: {failures} trials failed; see {self.sweep_dir / TUNING / method}")
+
+    def run_trials(self, storage: Any, study: Any, method: str, trials: list[Any], space: list[Any]) -> list[str]:
+        batch, folders = [], []
+        for trial in trials:
+            values = spaces.suggest(trial, space)
+            folder = f"{TUNING}/{method}/trial_{trial.number:03d}"
+            trial.set_user_attr("folder", folder)
+            trial.set_user_attr("worker", WORKER)
+            folders.append(folder)
+            batch.append(
+                [
+                    *self.arguments,
+                    f"algorithm={method}",
+                    f"seed={self.tune.seed}",
+                    "eval_split=validation",
+                    f"snapshots={self.tune.rungs}",
+                    f"eval=[{','.join(self.tune.trial_eval)}]",
+                    f"tune.study='{study.study_name}'",
+                    f"tune.trial_id={trial._trial_id}",
+                    f"tune.storage='{self.url}'",
+                    f"hydra.sweep.subdir={folder}",
+                    *spaces.as_overrides(values),
+                ]
+            )
+        with heartbeats(storage, trials, self.tune.heartbeat_s):
+            self.launch(batch)
+        outcomes = []
+        for trial, folder in zip(trials, folders, strict=True):
+            outcomes.append(self.tell(study, trial, self.sweep_dir / folder))
+        return outcomes
+
+    def tell(self, study: Any, trial: Any, folder: Path) -> str:
+        result = read_result(folder)
+        if result is not None and result.status == "pruned":
+            study.tell(trial, state=_state("PRUNED"))
+            return "pruned"
+        value = self.value(result)
+        if value is None:
+            trial.set_user_attr("error", (result.error if result is not None else None) or "no result.json")
+            study.tell(trial, state=_state("FAIL"))
+            return "failed"
+        study.tell(trial, value)
+        return "complete"
+
+    def value(self, result: Result | None) -> float | None:
+        if result is None or result.status != "complete":
+            return None
+        cfg = self.config
+        return objective_value(result.metrics, cfg.objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
+
+    def wait_for_others(self, storage: Any, methods: list[str]) -> None:
+        """Until no trial of these studies is running (another worker's), failing those whose worker died."""
+        for method in methods:
+            study = studies.open_study(storage, studies.study_name(str(self.config.experiment_name), method),
+                                       self.tune, method)
+            while True:
+                studies.fail_stale(study)
+                if not studies.counted(study, ["RUNNING"]):
+                    break
+                time.sleep(min(5, self.tune.heartbeat_s))
+
+    def chosen(self, storage: Any, method: str) -> dict[str, Any]:
+        study = studies.open_study(storage, studies.study_name(str(self.config.experiment_name), method),
+                                   self.tune, method)
+        complete = studies.counted(study, ["COMPLETE"])
+        if not complete:
+            log.warning("tuning %s: no trial completed; the final comparison runs its defaults", method)
+            return {}
+        return dict(study.best_trial.params)
+
+    def run_default(self, method: str) -> None:
+        folder = f"{TUNING}/{method}/default"
+        self.launch([[*self.arguments, f"algorithm={method}", f"seed={self.tune.seed}", "eval_split=validation",
+                      f"snapshots={self.tune.rungs}", f"eval=[{','.join(self.tune.trial_eval)}]",
+                      f"hydra.sweep.subdir={folder}"]])
+
+    # -- the comparison -----------------------------------------------------------------------------------------
+    def final_comparison(self, chosen: dict[str, dict[str, Any]]) -> None:
+        jobs: list[list[str]] = []
+        methods = [*self.tune.baselines, *[m for m in self.tune.methods if m not in self.tune.baselines]]
+        for index, (method, seed) in enumerate((m, s) for m in methods for s in self.tune.seeds):
+            settings = spaces.as_overrides(chosen.get(method, {}))
+            subdir = f"{index}_{method}_seed{seed}"
+            jobs.append([*self.arguments, f"algorithm={method}", f"seed={seed}", f"hydra.sweep.subdir={subdir}",
+                         *settings])
+        if self.tune.defaults_on_test:
+            for index, (method, seed) in enumerate((m, s) for m in methods for s in self.tune.seeds):
+                subdir = f"{UNTUNED}/{index}_{method}_seed{seed}"
+                jobs.append([*self.arguments, f"algorithm={method}", f"seed={seed}", f"hydra.sweep.subdir={subdir}"])
+        self.save_record(methods)
+        for start in range(0, len(jobs), self.slots * 4):
+            self.launch(jobs[start : start + self.slots * 4])
+
+    def save_record(self, methods: list[str]) -> None:
+        """multirun.yaml as a grid sweep would write it, so the report knows which jobs to expect."""
+        record = OmegaConf.create(OmegaConf.to_container(self.config, resolve=False))
+        with open_dict(record):
+            record.hydra.sweeper.params = {"algorithm": ",".join(methods),
+                                           "seed": ",".join(str(seed) for seed in self.tune.seeds)}
+        OmegaConf.save(record, self.sweep_dir / "multirun.yaml")
+
+    def launch(self, batch: list[list[str]]) -> None:
+        self.launch_jobs(batch, self.next_job)
+        self.next_job += len(batch)
+
+    # -- the record the report reads ----------------------------------------------------------------------------
+    def write_summary(self, storage: Any, methods: list[str], spaces_of: dict, chosen: dict) -> None:
+        summary = {"objective": self.config.objective, "kl_budget": self.config.get("kl_budget"),
+                   "kl_metric": self.config.get("kl_metric"), "trials": int(self.tune.trials),
+                   "seed": int(self.tune.seed), "seeds": list(self.tune.seeds), "pruner": self.tune.pruner,
+                   "rungs": int(self.tune.rungs), "storage": studies.shown(self.url), "methods": {}}
+        for method in methods:
+            name = studies.study_name(str(self.config.experiment_name), method)
+            study = studies.open_study(storage, name, self.tune, method)
+            default = read_result(self.sweep_dir / TUNING / method / "default")
+            summary["methods"][method] = {
+                "study": name,
+                "space": {dim.key: dim.describe() for dim in spaces_of[method]},
+                "chosen": chosen[method],
+                "default_value": self.value(default),
+                "default_tokens": _tokens(default, method),
+                "trials": [_trial_record(trial, self.sweep_dir, method) for trial in study.get_trials(deepcopy=False)
+                           if not trial.user_attrs.get("surplus")],
+            }
+        atomic_write_json(self.sweep_dir / TUNING / SUMMARY, summary)
+
+
+def _trial_record(trial: Any, sweep_dir: Path, method: str) -> dict[str, Any]:
+    folder = trial.user_attrs.get("folder")
+    result = read_result(sweep_dir / folder) if folder else None
+    return {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "value": trial.value,
+        "params": dict(trial.params),
+        "rungs": {int(step): value for step, value in trial.intermediate_values.items()},
+        "folder": folder,
+        "worker": trial.user_attrs.get("worker"),
+        "tokens_trained": _tokens(result, method),
+        "seconds": trial.duration.total_seconds() if trial.duration is not None else None,
+    }
+
+
+def _tokens(result: Result | None, method: str) -> int | None:
+    if result is None:
+        return None
+    return result.cost.tokens_trained.get(method)
+
+
+def read_result(folder: Path) -> Result | None:
+    path = Path(folder) / RESULT_FILE
+    try:
+        return Result.read(path) if path.exists() else None
+    except ValueError:
+        return None
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+@contextmanager
+def heartbeats(storage: Any, trials: list[Any], every_s: float) -> Iterator[None]:
+    """While the trials run: their heartbeat, so a worker that dies is seen to have (harness.tune.study)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            for trial in trials:
+                try:
+                    storage.record_heartbeat(trial._trial_id)
+                except Exception as error:  # a database hiccup must not kill the sweep; the next beat retries
+                    log.debug("heartbeat of trial %d: %s", trial.number, error)
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=beat, name="tuning-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def check(config: DictConfig) -> None:
+    """The tuning's settings, each a one-line error, before anything trains."""
+    tune = config.tune
+    if not tune.methods:
+        raise HarnessError("tune.methods=[]: expected the algorithms to tune, e.g. tune.methods=[dpo,kto]")
+    if tune.phase not in ("all", "tune", "final"):
+        raise HarnessError(f"tune.phase={tune.phase!r}: expected all, tune or final")
+    if tune.pruner not in studies.PRUNERS:
+        raise HarnessError(f"tune.pruner={tune.pruner!r}: expected one of {', '.join(studies.PRUNERS)}")
+    if not config.get("objective"):
+        raise HarnessError("objective=null: tuning needs the metric it maximises, e.g. objective=eval/gold/reward")
+    if not tune.seeds:
+        raise HarnessError("tune.seeds=[]: expected the fresh seeds of the final comparison, e.g. [0,1,2]")
+    if tune.seed in tune.seeds:
+        raise HarnessError(f"tune.seed={tune.seed} is also in tune.seeds={list(tune.seeds)}; expected fresh seeds "
+                           "for the final comparison (its runs must not be the trials')")
