@@ -28,6 +28,8 @@ beyond them (from a newer harness) is kept in `extra` and written back, so a res
     versions         the versions of the stack (harness.versions)
     started_at       ISO 8601, UTC
     finished_at      ISO 8601, UTC
+    convergence      whether the loss and quality were still moving over the last fifth of training
+                     (harness.convergence): {series: {loss, quality, train_quality}, still_improving}; {} unknown
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ _NOT_COMPARED = {
 def is_compared(key: str) -> bool:
     """Whether an override key (`algorithm`, `kl_beta`, `algorithm.trainer.beta`) is part of what is compared.
     A credential never is: it would end up in job names and report groups."""
-    return key not in _NOT_COMPARED and not key.startswith(("hydra.", "logger.")) and not is_secret(key)
+    return key not in _NOT_COMPARED and not key.startswith(("hydra.", "logger.", "tune.")) and not is_secret(key)
 
 
 REDACTED = "<redacted>"
@@ -287,6 +289,7 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     started_at: str | None = None
     finished_at: str | None = None
+    convergence: dict[str, Any] = field(default_factory=dict)  # harness.convergence; {}: not measured
     schema_version: int = SCHEMA_VERSION  # read: the version the file says (none: 1); written: SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys of the file this version does not know
     dir: Path | None = field(default=None, compare=False)  # where it was read from
@@ -322,6 +325,7 @@ class Result:
             versions=_mapping(data.get("versions")),
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
+            convergence=_mapping(data.get("convergence")),
             schema_version=data.get("schema_version", 1),
             extra=_unknown(data, cls),
             dir=None if dir is None else Path(dir),
@@ -352,6 +356,7 @@ class Result:
             "versions": dict(self.versions),
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "convergence": dict(self.convergence),
         }
 
     @classmethod
@@ -370,11 +375,16 @@ class Result:
         return path
 
 
+# folders under a sweep that are not its comparison: the stage cache, a tuning's trials and its untuned runs (each
+# read as a folder of its own: `harness-report <sweep>/untuned`)
+SET_ASIDE = {"cache", "tuning", "untuned"}
+
+
 def read_all(root: Path | str) -> list[Result]:
     """Every `result.json` under `root` (a run or a sweep directory, or a results folder; the stage cache is
-    skipped), in path order, each with its `dir`."""
+    skipped, and a tuning's trials and untuned runs), in path order, each with its `dir`."""
     root = Path(root)
-    paths = sorted(path for path in root.rglob(RESULT_FILE) if "cache" not in path.relative_to(root).parts)
+    paths = sorted(path for path in root.rglob(RESULT_FILE) if not SET_ASIDE & set(path.relative_to(root).parts))
     return [Result.read(path) for path in paths]
 
 
