@@ -9,6 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.report.finished import INTRO, finished_lines
 from harness.report.plots import TITLES
 from harness.report.sections import Section
 from harness.report.tables import (
@@ -115,6 +116,16 @@ def _equal_kl(result: Any) -> list[str]:
     return parts
 
 
+def _finished(comparison: Comparison) -> list[str]:
+    """The "Training finished?" section: which methods were still improving when they stopped (none when no job
+    measured it)."""
+    if not (lines := finished_lines(comparison)):
+        return []
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    intro = f'<p class="meta">{html.escape(INTRO)}</p>'
+    return ["<h2>Training finished?</h2>", intro, f'<ul class="finished">{items}</ul>']
+
+
 def render(comparison: Comparison, figures: Mapping[str, bytes], sections: Sequence[Section] = ()) -> str:
     sweep = comparison.sweep
     counts = {status: len(sweep.by_status(status)) for status in ("complete", "failed", "missing")}
@@ -145,6 +156,7 @@ def render(comparison: Comparison, figures: Mapping[str, bytes], sections: Seque
         items = "".join(f"<li>{html.escape(line)}</li>" for line in checks)
         heading = f"<h2>Judges against {html.escape(comparison.quality.label)}</h2>"
         parts += [heading, f'<ul class="judges">{items}</ul>']
+    parts += _finished(comparison)
     if tables := pairwise_tables(comparison):
         parts += ["<h2>Pairwise differences</h2>", f'<p class="meta">{html.escape(pairwise_caption(comparison))}</p>']
         for title, pair_header, pair_rows in tables:

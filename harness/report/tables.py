@@ -379,7 +379,7 @@ def headline_table(comparison: Comparison) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
-    from harness.report import frontier
+    from harness.report import finished, frontier
 
     sweep = comparison.sweep
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
@@ -395,6 +395,8 @@ def to_markdown(comparison: Comparison) -> str:
     if checks := judge_checks(comparison):
         heading = f"### Judges against {comparison.quality.label}"  # a check needs the quality metric
         parts += ["", heading, "", *(f"- {line}" for line in checks)]
+    if lines := finished.finished_lines(comparison):  # budget-bound methods (harness.report.finished)
+        parts += ["", "### Training finished?", "", finished.INTRO, "", *(f"- {line}" for line in lines)]
     if tables := pairwise_tables(comparison):
         parts += ["", "### Pairwise differences", "", pairwise_caption(comparison)]
         for title, pair_header, pair_rows in tables:
