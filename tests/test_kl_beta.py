@@ -24,6 +24,8 @@ from plugins.algorithms.trl_method import TRLMethod, as_trl_reward
 TRL_KNOBS = {
     "dpo": ("dpo", None),
     "rdpo": ("dpo", None),
+    "hinge": ("dpo", None),
+    "nca": ("dpo", None),
     "ipo": ("dpo", "completion_tokens"),
     "kto": ("sequence", None),
     "online_dpo": ("sequence", None),
@@ -38,10 +40,10 @@ NO_REFERENCE = ("cpo", "simpo", "orpo")  # no reference policy, so no KL to it: 
 
 # -- the conversions, on worked numbers -----------------------------------------------------------------------
 def test_a_sequence_level_knob_is_kl_beta_itself() -> None:
-    """DPO's beta multiplies the summed log-ratio (as do rDPO's, the hinge's, KTO's, online DPO's), RLOO's and PPO's
-    the summed KL in the reward, Dr. GRPO's the summed KL against unscaled advantages: 0.2 stays 0.2."""
+    """DPO's beta multiplies the summed log-ratio (as do rDPO's, the hinge's, NCA's, KTO's, online DPO's), RLOO's and
+    PPO's the summed KL in the reward, Dr. GRPO's the summed KL against unscaled advantages: 0.2 stays 0.2."""
     assert kl.native_beta("sequence", 0.2, {}) == 0.2
-    for loss_type in (["sigmoid"], ["robust"], ["hinge"], ["sigmoid", "sft"], "sigmoid"):
+    for loss_type in (["sigmoid"], ["robust"], ["hinge"], ["nca_pair"], ["sigmoid", "sft"], "sigmoid"):
         assert kl.measurement("dpo", {"loss_type": loss_type}) is None
         assert kl.native_beta("dpo", 0.2, {"loss_type": loss_type}) == 0.2
     assert kl.native_beta("grpo", 0.2, {"scale_rewards": "none"}) == 0.2
@@ -154,7 +156,7 @@ def test_sigma_is_measured_on_groups_of_one_prompts_samples() -> None:
 def method(cfg) -> TRLMethod:
     """The algorithm node as the harness builds it (declarations and smoke budgets out), without its start."""
     node = OmegaConf.to_container(cfg.algorithm, resolve=True)
-    for key in ("curves", "ranges", "smoke", "headline", "kl_beta_ignored"):
+    for key in ("curves", "ranges", "smoke", "headline", "kl_beta_ignored", "search"):
         node.pop(key, None)
     node["init"] = node["pairs_from"] = None
     return instantiate(node, _convert_="all")

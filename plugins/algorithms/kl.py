@@ -8,7 +8,7 @@ eq. 3), with the KL of whole completions, in nats:
 Each trainer takes its coefficient in its own units. What each one multiplies (TRL 1.16, read in its code):
 
     method (trainer)                    knob      kind       native value
-    DPO, rDPO, hinge (DPOTrainer)       beta      dpo        kl_beta
+    DPO, rDPO, hinge, NCA (DPOTrainer)  beta      dpo        kl_beta
     IPO, sigmoid_norm (DPOTrainer)      beta      dpo        kl_beta * L
     KTO (KTOTrainer)                    beta      sequence   kl_beta
     online DPO (OnlineDPOTrainer)       beta      sequence   kl_beta
@@ -25,7 +25,8 @@ why in `kl_beta_ignored:`, and a job that sets kl_beta for it warns with that re
 Why:
 - DPO: the loss is -log sigmoid(beta (rho_w - rho_l)) with rho the log-ratio summed over the completion: beta is
   eq. 3's. So are rDPO's, the hinge's and KTO's (beta (rho - z0), rho and z0 summed), and online DPO's (sums, for
-  its sigmoid and ipo losses alike).
+  its sigmoid and ipo losses alike). NCA's (`nca_pair`) multiplies each completion's summed rho on its own, not the
+  pair's difference: its reward model beta rho is DPO's, the optimum of eq. 3's objective (Chen et al. 2024).
 - IPO in DPOTrainer: TRL divides each rho by its completion's length (confirmed with the IPO authors, says its
   comment), so the loss's target is rho_w / L_w - rho_l / L_l = 1 / (2 beta). With L_w = L_l = L that is
   rho_w - rho_l = L / (2 beta) = 1 / (2 tau), IPO's tau being the sequence-level KL coefficient (Azar et al. 2023,
