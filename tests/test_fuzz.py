@@ -88,7 +88,10 @@ setting_values = st.one_of(
     st.lists(st.sampled_from(["train", "a"]), max_size=2),
     st.just({"a": 1}),
 )
-SETTINGS = ("split", "seed", "max_examples", "eval_fraction", "judge_fraction", "subset", "columns", "path")
+SETTINGS = (
+    "split", "seed", "max_examples", "eval_fraction", "judge_fraction", "validation_fraction", "subset", "columns",
+    "path",
+)  # fmt: skip
 
 
 @dataclass
@@ -305,7 +308,7 @@ def assert_message_list(value: Any, where: str) -> None:
 
 def assert_well_formed(splits: Any) -> None:
     """Every prompt and completion is text or {role, content} messages (a prompt ends in a turn to answer, a
-    completion is one assistant reply), labels are booleans, and no evaluation prompt is trained on."""
+    completion is one assistant reply), labels are booleans, and no evaluation or validation prompt is trained on."""
     for name, split in splits.items():
         for column in split.column_names:
             for i, value in enumerate(split[column]):
@@ -327,6 +330,7 @@ def assert_well_formed(splits: Any) -> None:
         return {json.dumps(p, sort_keys=True) for p in splits[split]["prompt"]} if split in splits else set()
 
     assert keys("eval_prompts") and not keys("eval_prompts") & keys("prompts")
+    assert not keys("validation_prompts") & (keys("prompts") | keys("eval_prompts"))
 
 
 def what_stopped(message: str) -> str:

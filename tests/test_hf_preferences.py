@@ -43,13 +43,15 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def build(tmp_path: Path, path: Path | str, **settings: Any) -> tuple[dict[str, Any], Any]:
-    """The task's splits; without a judge split unless `judge_fraction` is given (the judge has tests of its own,
-    and the sizes the other tests check are those of training and evaluation)."""
+    """The task's splits; without a judge or a validation split unless `judge_fraction` or `validation_fraction`
+    is given (each has tests of its own, and the sizes the other tests check are those of training and
+    evaluation)."""
     from datasets import load_from_disk
 
     out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
     out.mkdir()
-    metrics = HFPreferences(path=str(path), **{"judge_fraction": 0, **settings}).build_datasets(out)
+    settings = {"judge_fraction": 0, "validation_fraction": 0, **settings}
+    metrics = HFPreferences(path=str(path), **settings).build_datasets(out)
     return metrics, load_from_disk(str(out))
 
 
@@ -363,6 +365,63 @@ def test_judge_prompts_of_messages_are_disjoint_from_training(tmp_path: Path) ->
     assert not judge & key(splits["preferences"]["prompt"])
 
 
+# -------------------------------------------------------------------------------------- validation split
+def test_validation_prompts_are_taken_out_of_training(tmp_path: Path) -> None:
+    """200 prompts: 10 (5%) held out for evaluation, 19 of the other 190 (10%) for the judge, 17 of the 171 left
+    (10%, rounded) for validation, 154 to train on. Validation's prompts are in no split a stage trains on (nor in
+    the base model's pretraining text), nor in the evaluation's or the judge's; its layout is eval_prompts'."""
+    prompts = {f"question {i} is" for i in range(200)}
+    path = write_jsonl(tmp_path / "p.jsonl", pairs(200))
+    metrics, splits = build(tmp_path, path, judge_fraction=0.1, validation_fraction=0.1)
+    assert set(splits) == SPLITS | {"judge_preferences", "validation_prompts"}
+    sizes = {name: len(split) for name, split in splits.items()}
+    assert sizes == {
+        "preferences": 154,
+        "sft": 154,
+        "prompts": 154,
+        "eval_prompts": 10,
+        "validation_prompts": 17,
+        "judge_preferences": 19,
+        "pretrain": 308,
+        "pretrain_heldout": 20,
+    }
+    assert metrics["size_validation_prompts"] == 17
+    assert splits["validation_prompts"].features == splits["eval_prompts"].features  # a `prompt` column, text
+    validation = set(splits["validation_prompts"]["prompt"])
+    for split in ("preferences", "sft", "prompts", "eval_prompts", "judge_preferences"):
+        assert not validation & set(splits[split]["prompt"]), split
+    pretrain = " | ".join(splits["pretrain"]["text"])
+    assert not any(f"{prompt} " in pretrain for prompt in validation)
+    held_out = set(splits["eval_prompts"]["prompt"]) | set(splits["judge_preferences"]["prompt"])
+    assert validation | held_out | set(splits["prompts"]["prompt"]) == prompts  # no prompt lost
+
+
+def test_eval_and_judge_prompts_do_not_depend_on_validation(tmp_path: Path) -> None:
+    """eval_prompts (and pretrain_heldout, and the judge's pairs) are the same datasets, row for row, whatever
+    validation_fraction; 0 means no validation split; the validation draw is seeded."""
+    path = write_jsonl(tmp_path / "p.jsonl", pairs(100))
+    built = [build(tmp_path, path, judge_fraction=0.1, validation_fraction=f)[1] for f in (0, 0.1, 0.3, 0.3)]
+    assert "validation_prompts" not in built[0]
+    for split in ("eval_prompts", "pretrain_heldout", "judge_preferences"):
+        reference = built[0][split]
+        for splits in built[1:]:
+            assert splits[split].features == reference.features and list(splits[split]) == list(reference), split
+    validations = [set(splits["validation_prompts"]["prompt"]) for splits in built[1:]]
+    assert (len(validations[0]), len(validations[1])) == (8, 26)  # of the 85 left by evaluation (5) and judge (10)
+    assert validations[1] == validations[2]  # seeded
+    other_seed = build(tmp_path, path, judge_fraction=0.1, validation_fraction=0.3, seed=1)[1]
+    assert set(other_seed["validation_prompts"]["prompt"]) != validations[1]
+
+
+def test_validation_prompts_of_messages_are_disjoint_from_training(tmp_path: Path) -> None:
+    _, splits = build(tmp_path, write_jsonl(tmp_path / "chat.jsonl", dialogue_rows(30)), validation_fraction=0.2)
+    key = lambda prompts: {json.dumps(p, sort_keys=True) for p in prompts}  # noqa: E731
+    validation = key(splits["validation_prompts"]["prompt"])
+    assert len(validation) == 6 and splits["validation_prompts"].features == splits["eval_prompts"].features
+    for split in ("prompts", "preferences", "sft", "eval_prompts"):
+        assert not validation & key(splits[split]["prompt"]), split
+
+
 def test_no_exact_judge() -> None:
     assert HFPreferences(path="x.jsonl").gold() is None
 
@@ -376,7 +435,7 @@ def test_yaml_instantiates_with_exactly_its_keys(compose) -> None:
     task = build_plugin(cfg.task)
     assert isinstance(task, HFPreferences)
     assert (task.path, task.split, task.max_examples, task.eval_fraction) == ("data/prefs.jsonl", "train", 2000, 0.05)
-    assert (task.judge_fraction, task.transcripts_as_messages) == (0.1, False)
+    assert (task.judge_fraction, task.validation_fraction, task.transcripts_as_messages) == (0.1, 0.1, False)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -472,6 +531,26 @@ ERRORS: dict[str, tuple[Any, dict[str, Any], list[str]]] = {
         ["row 0", "ends in an assistant turn"],
     ),
     "judge fraction out of range": (lambda t: jsonl(t, pairs(3)), {"judge_fraction": 1}, ["task.judge_fraction=1"]),
+    "validation fraction out of range": (
+        lambda t: jsonl(t, pairs(3)),
+        {"validation_fraction": 1},
+        ["task.validation_fraction=1", "expected a fraction from 0 (no validation split) below 1"],
+    ),
+    "validation fraction not a number": (
+        lambda t: jsonl(t, pairs(3)),
+        {"validation_fraction": True},
+        ["task.validation_fraction=True"],
+    ),
+    "too few prompts for validation": (
+        lambda t: jsonl(t, pairs(2)),
+        {"validation_fraction": 0.1},
+        ["bad.jsonl", "2 distinct prompts", "some for validation", "task.validation_fraction=0"],
+    ),
+    "too few prompts for a judge and validation": (
+        lambda t: jsonl(t, pairs(3)),
+        {"judge_fraction": 0.1, "validation_fraction": 0.1},
+        ["bad.jsonl", "3 distinct prompts", "some for the judge and some for validation", "expected at least 4"],
+    ),
     "too few prompts for a judge": (
         lambda t: jsonl(t, pairs(2)),
         {"judge_fraction": 0.1},
@@ -548,8 +627,9 @@ def test_harness_runs_sft_on_a_local_preference_file(tmp_path: Path) -> None:
     result = json.loads(result_file.read_text())
     assert result["status"] == "complete"
     data_stage = result["stages"]["data"]["metrics"]
-    assert data_stage["size_eval_prompts"] == 10 and data_stage["size_preferences"] == 171
+    assert data_stage["size_eval_prompts"] == 10 and data_stage["size_preferences"] == 154
     assert data_stage["size_judge_preferences"] == 19  # 10% of the training prompts, never trained on
+    assert data_stage["size_validation_prompts"] == 17  # 10% of those the judge left, never trained on
     assert result["stages"]["sft"]["metrics"]["params_changed"] > 0
 
 

@@ -84,15 +84,16 @@ def assert_reply(completion: Any) -> str:
 
 
 def assert_never_trained_on(splits: Any, training: tuple[str, ...]) -> None:
-    """Evaluation (and judge) prompts are disjoint from every split a method trains on, and from each other."""
-    held_out = keys(splits["eval_prompts"]["prompt"])
-    judge = keys(splits["judge_preferences"]["prompt"]) if "judge_preferences" in splits else set()
-    assert held_out and not held_out & judge
+    """Evaluation, validation (and judge) prompts are disjoint from every split a method trains on (the base
+    model's pretraining text too), and from each other."""
+    others = [split for split in ("judge_preferences", "validation_prompts") if split in splits]
+    held_out = {split: keys(splits[split]["prompt"]) for split in ("eval_prompts", *others)}
+    assert all(held_out.values()) and sum(map(len, held_out.values())) == len(set().union(*held_out.values()))
     for split in training:
         trained = keys(splits[split]["prompt"])
-        assert trained and not trained & held_out and not trained & judge, split
+        assert trained and not trained & set().union(*held_out.values()), split
     pretrain = " || ".join(splits["pretrain"]["text"])
-    for prompt in [*splits["eval_prompts"]["prompt"], *(splits["judge_preferences"]["prompt"] if judge else [])]:
+    for prompt in [prompt for split in held_out for prompt in splits[split]["prompt"]]:
         text = prompt if isinstance(prompt, str) else render_plain(prompt)
         assert text not in pretrain
 
@@ -105,12 +106,14 @@ def test_config_loads_its_hub_dataset_by_default(compose, task: str) -> None:
 
     hub_name, split, class_name = HUB[task]
     cfg = compose([f"task={task}", "debug=smoke"])
-    assert {"_target_", "name", "path", "split", "columns", "eval_fraction", "max_examples", "seed"} <= set(cfg.task)
+    settings = {"_target_", "name", "path", "split", "columns", "eval_fraction", "validation_fraction", "max_examples"}
+    assert settings | {"seed"} <= set(cfg.task)
     assert cfg.task.smoke.max_examples == 2000
     apply_smoke(cfg)
     built = build_plugin(cfg.task)
     assert type(built).__name__ == class_name
     assert (built.name, built.path, built.split, built.max_examples, built.seed) == (task, hub_name, split, 2000, 0)
+    assert built.validation_fraction == 0.1  # each ready config states the default
     assert built.fingerprint() is None  # a Hub name: the config itself is the cache key
 
 
@@ -156,7 +159,8 @@ def ultrafeedback_rows(n: int) -> list[dict[str, Any]]:
 
 def test_ultrafeedback_from_a_copy_of_the_hub_repository(build, tmp_path: Path) -> None:
     """The repository's layout (data/train_prefs-*.parquet beside test_prefs), read with the config's own split.
-    40 prompts: 2 (5%) held out, 4 of the other 38 (10%) for the judge, 34 to train on."""
+    40 prompts: 2 (5%) held out, 4 of the other 38 (10%) for the judge, 3 of the 34 left (10%) for validation, 31
+    to train on."""
     import pandas
 
     copy = tmp_path / "ultrafeedback_binarized"
@@ -165,12 +169,13 @@ def test_ultrafeedback_from_a_copy_of_the_hub_repository(build, tmp_path: Path) 
     pandas.DataFrame(ultrafeedback_rows(5)).to_parquet(copy / "data" / "test_prefs-00000-of-00001.parquet")
     splits = build("ultrafeedback", copy)
     assert {name: len(split) for name, split in splits.items()} == {
-        "preferences": 34,
-        "sft": 34,
-        "prompts": 34,
+        "preferences": 31,
+        "sft": 31,
+        "prompts": 31,
         "eval_prompts": 2,
+        "validation_prompts": 3,
         "judge_preferences": 4,
-        "pretrain": 68,
+        "pretrain": 62,
         "pretrain_heldout": 4,
     }
     for row in [*splits["preferences"], *splits["judge_preferences"]]:
@@ -278,19 +283,22 @@ def kto_rows(n: int) -> list[dict[str, Any]]:
 
 
 def test_hf_unpaired_kto_mix(build, tmp_path: Path) -> None:
-    """40 rows on 20 prompts: 1 prompt (2 rows) held out, 38 rows to train on, 19 of them desirable."""
+    """40 rows on 20 prompts: 1 prompt (2 rows) held out, 2 of the other 19 for validation, 34 rows to train on,
+    17 of them desirable."""
     splits = build("hf_unpaired", write_jsonl(tmp_path / "kto.jsonl", kto_rows(40)))
-    assert set(splits) == {"unpaired", "sft", "prompts", "eval_prompts", "pretrain", "pretrain_heldout"}
+    assert set(splits) == {"unpaired", "sft", "prompts", "eval_prompts", "validation_prompts", "pretrain",
+                           "pretrain_heldout"}  # fmt: skip
     assert splits["unpaired"].column_names == ["prompt", "completion", "label"]
     assert splits["unpaired"].features["label"].dtype == "bool"
-    assert (len(splits["unpaired"]), len(splits["sft"]), len(splits["prompts"])) == (38, 19, 19)
+    assert (len(splits["unpaired"]), len(splits["sft"]), len(splits["prompts"])) == (34, 17, 17)
+    assert len(splits["validation_prompts"]) == 2
     for row in splits["unpaired"]:
         assert_prompt_messages(row["prompt"])
         reply = assert_reply(row["completion"])
         assert row["label"] == reply.startswith("Blue")
         assert not any(reply in m["content"] for m in row["prompt"])
     assert all(assert_reply(c).startswith("Blue") for c in splits["sft"]["completion"])
-    assert len(splits["pretrain"]) == 38 and len(splits["pretrain_heldout"]) == 2
+    assert len(splits["pretrain"]) == 34 and len(splits["pretrain_heldout"]) == 2
     assert "Human: Name a colour" in splits["pretrain"]["text"][0]
     assert_never_trained_on(splits, ("unpaired", "sft", "prompts"))
 
@@ -310,13 +318,17 @@ def test_hf_unpaired_text_with_integer_labels(build, tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------------------------- hf_prompts
 def test_hf_prompts_of_messages(build, tmp_path: Path) -> None:
-    """trl-lib/ultrafeedback-prompt: a `prompt` column of user messages; repeated prompts count once."""
+    """trl-lib/ultrafeedback-prompt: a `prompt` column of user messages; repeated prompts count once. 25 prompts:
+    5 (20%) held out, 2 of the other 20 (10%) for validation, 18 to train on."""
     rows = [{"prompt": [user(f"Explain idea {i % 25}.")]} for i in range(30)]
     splits = build("hf_prompts", write_jsonl(tmp_path / "prompts.jsonl", rows), "task.eval_fraction=0.2")
-    assert set(splits) == {"prompts", "eval_prompts", "pretrain", "pretrain_heldout"}
-    assert (len(splits["prompts"]), len(splits["eval_prompts"])) == (20, 5)
-    for prompt in [*splits["prompts"]["prompt"], *splits["eval_prompts"]["prompt"]]:
-        assert_prompt_messages(prompt)
+    assert set(splits) == {"prompts", "eval_prompts", "validation_prompts", "pretrain", "pretrain_heldout"}
+    sizes = [len(splits[split]) for split in ("prompts", "eval_prompts", "validation_prompts")]
+    assert sizes == [18, 5, 2]
+    assert splits["validation_prompts"].features == splits["eval_prompts"].features
+    for split in ("prompts", "eval_prompts", "validation_prompts"):
+        for prompt in splits[split]["prompt"]:
+            assert_prompt_messages(prompt)
     assert list(splits["pretrain"]["text"]) == [
         render_plain(p, generation_prompt=False) for p in splits["prompts"]["prompt"]
     ]
@@ -327,7 +339,7 @@ def test_hf_prompts_of_messages(build, tmp_path: Path) -> None:
 def test_hf_prompts_of_text(build, tmp_path: Path) -> None:
     rows = [{"prompt": f"Once upon a time {i}, there was", "source": "x"} for i in range(20)]
     splits = build("hf_prompts", write_jsonl(tmp_path / "prompts.jsonl", rows))
-    assert len(splits["prompts"]) == 19 and len(splits["eval_prompts"]) == 1
+    assert (len(splits["prompts"]), len(splits["eval_prompts"]), len(splits["validation_prompts"])) == (17, 1, 2)
     assert list(splits["pretrain"]["text"]) == list(splits["prompts"]["prompt"])
     assert_never_trained_on(splits, ("prompts",))
 

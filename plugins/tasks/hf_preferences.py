@@ -10,7 +10,9 @@ rows read as text or as messages (harness.chat), which stay as they are:
   if any, unless the conversation repeats it) and that message to the completion.
 The harness renders messages with each model's chat template later; a model pretrained from scratch reads
 them as a plain transcript (`harness.chat.render_plain`). Held-out rows are chosen by distinct prompt, so no
-evaluation prompt is seen in training. There is no exact judge (`gold()` is None).
+evaluation prompt is seen in training, and a seeded `validation_fraction` of the training prompts is taken out of
+training into `validation_prompts` (what tuning chooses settings on, never the evaluation's prompts). There is no
+exact judge (`gold()` is None).
 
 `HFPreferences` (`task=hf_preferences`, and the ready configs ultrafeedback, hh_rlhf, tldr) reads prompt /
 chosen / rejected; without a prompt column, chosen and rejected are Anthropic HH transcripts and the prompt is
@@ -24,7 +26,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.api import HarnessError, check_messages, joinable, render_plain
 
@@ -40,6 +42,16 @@ NO_PROMPT = object()  # the prompt of a row in a dataset without a prompt column
 NO_DATA = ("corresponds to no data", "BatchSize must be greater than 0")
 
 Prompt = str | list[dict[str, str]]
+Rows = list[dict[str, Any]]
+
+
+class HeldOut(NamedTuple):
+    """A task's rows split by distinct prompt (`HFDataTask.held_out`)."""
+
+    train: Rows
+    evaluation: Rows
+    judge: Rows
+    validation: Rows
 
 
 def reason(error: BaseException) -> str:
@@ -161,6 +173,7 @@ class HFDataTask:
         eval_fraction: float = 0.05,
         max_examples: int | None = None,
         seed: int = 0,
+        validation_fraction: float = 0.1,
     ) -> None:
         # Checked in `build_datasets`: Hydra's `instantiate` would wrap an error raised here in its own.
         self.name = name or self.default_name
@@ -171,6 +184,7 @@ class HFDataTask:
         self.eval_fraction = eval_fraction
         self.max_examples = max_examples
         self.seed = seed
+        self.validation_fraction = validation_fraction
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -230,12 +244,11 @@ class HFDataTask:
             return [plain_text(e["prompt"]) for e in examples]
         return [plain_text(e["prompt"], e[field]) for e in examples for field in self.completion_fields]
 
-    def held_out(
-        self, examples: list[dict[str, Any]], judge_fraction: float = 0.0
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    def held_out(self, examples: Rows, judge_fraction: float = 0.0) -> HeldOut:
         """The rows split by distinct prompt into training, evaluation (a seeded `eval_fraction` of the prompts,
-        at least one, never all) and judge rows (`judge_fraction` of the training prompts, drawn from a stream
-        of their own, so that the evaluation prompts do not depend on it)."""
+        at least one, never all), judge rows (`judge_fraction` of the training prompts) and validation rows
+        (`validation_fraction` of the training prompts the judge left). The judge's and validation's are drawn from
+        streams of their own, so that the evaluation prompts depend on neither and the judge's not on validation."""
         prompts = [prompt_key(p) for p in distinct([e["prompt"] for e in examples])]
         if len(prompts) < 2:
             raise HarnessError(
@@ -252,11 +265,32 @@ class HFDataTask:
                     "and some for the judge; expected at least 3 (or task.judge_fraction=0)"
                 )
             judge = draw(training, judge_fraction, random.Random(f"judge-{self.seed}"))
-        parts: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]] = ([], [], [])
+        validation: set[str] = set()
+        if self.validation_fraction:
+            training = [p for p in prompts if p not in evaluation and p not in judge]
+            if len(training) < 2:
+                needed, judged = (4, ", some for the judge") if judge else (3, "")
+                raise HarnessError(
+                    f"{self._where}: {len(prompts)} distinct prompts are too few to hold some out for evaluation"
+                    f"{judged} and some for validation; expected at least {needed} (or task.validation_fraction=0)"
+                )
+            validation = draw(training, self.validation_fraction, random.Random(f"validation-{self.seed}"))
+        parts = HeldOut([], [], [], [])
         for example in examples:
             key = prompt_key(example["prompt"])
-            parts[1 if key in evaluation else 2 if key in judge else 0].append(example)
+            if key in evaluation:
+                parts.evaluation.append(example)
+            elif key in judge:
+                parts.judge.append(example)
+            elif key in validation:
+                parts.validation.append(example)
+            else:
+                parts.train.append(example)
         return parts
+
+    def validation_split(self, parts: HeldOut, kind: str) -> dict[str, Any]:
+        """`validation_prompts`: the validation rows' distinct prompts, laid out as `eval_prompts` (none at 0)."""
+        return {"validation_prompts": prompts_table(parts.validation, kind)} if self.validation_fraction else {}
 
     @property
     def _where(self) -> str:
@@ -284,6 +318,11 @@ class HFDataTask:
             raise HarnessError(f"task.seed={self.seed!r}: expected an integer")
         if not isinstance(self.eval_fraction, int | float) or not 0 < self.eval_fraction < 1:
             raise HarnessError(f"task.eval_fraction={self.eval_fraction!r}: expected a fraction between 0 and 1")
+        fraction = self.validation_fraction
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 <= fraction < 1:
+            raise HarnessError(
+                f"task.validation_fraction={fraction!r}: expected a fraction from 0 (no validation split) below 1"
+            )
         if self.max_examples is not None and (
             not isinstance(self.max_examples, int) or isinstance(self.max_examples, bool) or self.max_examples < 1
         ):
@@ -512,7 +551,9 @@ class HFPreferences(HFDataTask):
     chosen), `prompts` (the distinct prompts) and `pretrain` (prompt + chosen and prompt + rejected as plain
     text, for a base model pretrained on the task's own text); from the held-out rows: `eval_prompts` and
     `pretrain_heldout`; from the judge's rows (`judge_fraction` of the training prompts, which no method trains
-    on): `judge_preferences` (prompt, chosen, rejected), for a held-out reward model that judges the methods.
+    on): `judge_preferences` (prompt, chosen, rejected), for a held-out reward model that judges the methods;
+    from the validation rows (`validation_fraction` of the training prompts, which no stage trains on):
+    `validation_prompts`.
     """
 
     completion_fields = ("chosen", "rejected")
@@ -529,8 +570,9 @@ class HFPreferences(HFDataTask):
         judge_fraction: float = 0.1,
         max_examples: int | None = None,
         seed: int = 0,
+        validation_fraction: float = 0.1,
     ) -> None:
-        super().__init__(name, path, subset, split, columns, eval_fraction, max_examples, seed)
+        super().__init__(name, path, subset, split, columns, eval_fraction, max_examples, seed, validation_fraction)
         self.transcripts_as_messages = transcripts_as_messages
         self.judge_fraction = judge_fraction
 
@@ -544,7 +586,8 @@ class HFPreferences(HFDataTask):
             raise HarnessError(f"task.transcripts_as_messages={self.transcripts_as_messages!r}: expected true or false")
 
     def splits(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        train, evaluation, judge = self.held_out(examples, self.judge_fraction)
+        parts = self.held_out(examples, self.judge_fraction)
+        train, evaluation = parts.train, parts.evaluation
         kind = form(examples[0]["prompt"])
         pairs = {"prompt": kind, "chosen": kind, "rejected": kind}
         demonstrations = [{"prompt": e["prompt"], "completion": e["chosen"]} for e in train]
@@ -555,9 +598,10 @@ class HFPreferences(HFDataTask):
             "eval_prompts": prompts_table(evaluation, kind),
             "pretrain": texts_table(self.texts(train)),
             "pretrain_heldout": texts_table(self.texts(evaluation)),
+            **self.validation_split(parts, kind),
         }
         if self.judge_fraction:
-            splits["judge_preferences"] = table(judge, pairs)
+            splits["judge_preferences"] = table(parts.judge, pairs)
         return splits
 
     def _without_prompt(self, i: int, completions: Mapping[str, str]) -> tuple[Prompt, dict[str, Any]]:

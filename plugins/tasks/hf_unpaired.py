@@ -18,7 +18,9 @@ class HFUnpaired(HFDataTask):
 
     Splits, from the training rows: `unpaired` (prompt, completion, label), `sft` (prompt, completion: the
     desirable ones), `prompts` (the distinct prompts) and `pretrain` (prompt + completion as plain text); from the
-    held-out rows (a seeded `eval_fraction` of the distinct prompts): `eval_prompts` and `pretrain_heldout`.
+    held-out rows (a seeded `eval_fraction` of the distinct prompts): `eval_prompts` and `pretrain_heldout`; from
+    the validation rows (a seeded `validation_fraction` of the training prompts, taken out of training):
+    `validation_prompts`.
     """
 
     completion_fields = ("completion",)
@@ -40,7 +42,8 @@ class HFUnpaired(HFDataTask):
         )
 
     def splits(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        train, evaluation, _ = self.held_out(examples)
+        parts = self.held_out(examples)
+        train, evaluation = parts.train, parts.evaluation
         kind = form(examples[0]["prompt"])
         desirable = [{"prompt": e["prompt"], "completion": e["completion"]} for e in train if e["label"]]
         if not desirable:
@@ -55,4 +58,5 @@ class HFUnpaired(HFDataTask):
             "eval_prompts": prompts_table(evaluation, kind),
             "pretrain": texts_table(self.texts(train)),
             "pretrain_heldout": texts_table(self.texts(evaluation)),
+            **self.validation_split(parts, kind),
         }
