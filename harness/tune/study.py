@@ -47,13 +47,29 @@ def open_storage(url: str, heartbeat_s: int | None = None, grace_s: int | None =
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=3),
         }
     try:
-        return RDBStorage(url, engine_kwargs=engine, **heartbeat)
+        return _rdb_storage(RDBStorage, url, engine, heartbeat)
     except (optuna.exceptions.OptunaError, ValueError, ImportError) as error:
         expected = "expected a SQLAlchemy URL such as sqlite:///t.db"
         raise HarnessError(f"tune.storage={shown(url)}: {error}; {expected}") from None
     except Exception as error:  # SQLAlchemy's own: a driver missing, a server unreachable
         message = str(error).splitlines()[0][:200]
         raise HarnessError(f"tune.storage={shown(url)}: {message}; expected a reachable SQLAlchemy database") from None
+
+
+def _rdb_storage(kind: Any, url: str, engine: dict[str, Any], heartbeat: dict[str, Any]) -> Any:
+    """The storage; two workers starting at once both create the schema of a new database, and the second's
+    attempt fails: it then finds the first's tables."""
+    import time
+
+    for attempt in range(5):
+        try:
+            return kind(url, engine_kwargs=engine, **heartbeat)
+        except Exception as error:
+            racing = any(word in str(error) for word in ("UNIQUE constraint", "already exists", "database is locked"))
+            if not racing or attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def shown(url: str) -> str:

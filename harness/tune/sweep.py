@@ -61,6 +61,7 @@ class Tuning:
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.url = studies.storage_url(self.tune.storage, self.sweep_dir)
         self.next_job = 0
+        self.waiting_said = False
         check(config)
 
     # -- the whole sweep ----------------------------------------------------------------------------------------
@@ -102,11 +103,12 @@ class Tuning:
             if free <= 0:
                 if not studies.counted(study, ["RUNNING"]):
                     return
-                time.sleep(min(5, self.tune.heartbeat_s))  # another worker's trials are still running
+                self.wait_a_beat(method)  # another worker's trials are still running (or died: then stale)
                 continue
             trials = []
             for _ in range(min(self.slots, free)):
                 trial = study.ask()
+                storage.record_heartbeat(trial._trial_id)  # at once: a worker killed from here on is seen to be
                 if studies.over_budget(study, trial.number, budget):  # another worker took the last ones meanwhile
                     trial.set_user_attr("surplus", True)
                     study.tell(trial, state=_state("FAIL"))
@@ -177,7 +179,14 @@ class Tuning:
                 studies.fail_stale(study)
                 if not studies.counted(study, ["RUNNING"]):
                     break
-                time.sleep(min(5, self.tune.heartbeat_s))
+                self.wait_a_beat(method)
+
+    def wait_a_beat(self, method: str) -> None:
+        if not self.waiting_said:
+            log.warning("tuning %s: waiting for trials running elsewhere (a dead worker's are run again after "
+                        "tune.grace_s=%s s without a heartbeat)", method, self.tune.grace_s)
+            self.waiting_said = True
+        time.sleep(min(5, self.tune.heartbeat_s))
 
     def chosen(self, storage: Any, method: str) -> dict[str, Any]:
         study = studies.open_study(storage, studies.study_name(str(self.config.experiment_name), method),
