@@ -105,10 +105,7 @@ class Job:
                 wall["eval/snapshots"] = time.perf_counter() - start - built_since(run, before)
             self.keep_training_log(run, cfg.algorithm.name)
         except Pruned as pruned:  # a tuning trial the study's pruner stopped: not a failure
-            self.write(run, status="pruned", error=pruned, wall=wall, metrics=pruned.metrics, trajectory=pruned.points)
-            self.logger.finish(exit_code=0)
-            log.info("trial pruned: %s", pruned)
-            return None
+            return self.pruned(run, pruned, wall)
         except BaseException as error:
             try:
                 self.write(run, status="failed", error=error, wall=wall)
@@ -126,10 +123,26 @@ class Job:
         log.info("result: %s", path)
         for key in sorted(eval_metrics):
             log.info("  %-32s %.4f", key, eval_metrics[key])
-        objective = cfg.get("objective")
-        if not objective:
+        return self.objective(metrics)
+
+    def objective(self, metrics: dict[str, float]) -> float | None:
+        """What the job hands a sweeper: the objective at the KL budget (harness.objective); a tuning trial also
+        tells its study, after result.json is written, so the study never holds a trial whose result is lost."""
+        cfg = self.cfg
+        if not cfg.get("objective"):
             return None
-        return objective_value(metrics, objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
+        value = objective_value(metrics, cfg.objective, cfg.get("kl_budget"), kl_key=cfg.get("kl_metric"))
+        if self.trial is not None and distributed.is_main():
+            self.trial.finish(value)
+        return value
+
+    def pruned(self, run: Run | None, pruned: Pruned, wall: dict[str, float]) -> None:
+        self.write(run, status="pruned", error=pruned, wall=wall, metrics=pruned.metrics, trajectory=pruned.points)
+        if self.trial is not None and distributed.is_main():
+            self.trial.finish(None, pruned=True)
+        self.logger.finish(exit_code=0)
+        log.info("trial pruned: %s", pruned)
+        return None
 
     def evaluate_along(self, run: Run, policy: Policy, suites: dict[str, EvalSuite]) -> list[TrajectoryPoint]:
         """Each snapshot of the policy's training (harness.snapshots), evaluated exactly as the final policy:

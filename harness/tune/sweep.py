@@ -70,16 +70,14 @@ class Tuning:
         storage = studies.open_storage(self.url, self.tune.heartbeat_s, self.tune.grace_s)
         methods = list(self.tune.methods)
         spaces_of = {method: self.space(method) for method in methods}  # every space checked before any training
-        for method in methods:
-            self.tune_method(storage, method, spaces_of[method])
+        self.tune_all(storage, methods, spaces_of)
         if self.tune.phase == "tune":
             log.info("tuning worker done (tune.phase=tune): the worker with tune.phase=all runs the comparison")
             return
         self.wait_for_others(storage, methods)
         chosen = {method: self.chosen(storage, method) for method in methods}
         if self.tune.phase != "final":
-            for method in methods:
-                self.run_default(method)
+            self.run_defaults(methods)
         self.write_summary(storage, methods, spaces_of, chosen)
         self.final_comparison(chosen)
 
@@ -92,44 +90,72 @@ class Tuning:
         return dimensions
 
     # -- tuning -------------------------------------------------------------------------------------------------
-    def tune_method(self, storage: Any, method: str, space: list[spaces.Dimension]) -> None:
-        name = studies.study_name(str(self.config.experiment_name), method)
-        study = studies.open_study(storage, name, self.tune, method)
+    def tune_all(self, storage: Any, methods: list[str], spaces_of: dict[str, list[spaces.Dimension]]) -> None:
+        """Every method's study until each has spent its budget. A launch takes trials from the methods in turn
+        (one each, more when there are fewer methods than twice the slots), so the methods progress together, each
+        ask sees its study's finished trials, and a launch holds enough jobs that a pruned trial's slot is taken by
+        the next one."""
+        name = str(self.config.experiment_name)
+        studies_of = {method: studies.open_study(storage, studies.study_name(name, method), self.tune, method)
+                      for method in methods}
         budget = int(self.tune.trials)
-        failures = 0
+        failures = dict.fromkeys(methods, 0)
         while True:
-            studies.fail_stale(study)
-            free = budget - len(studies.counted(study, studies.SPENT))
-            if free <= 0:
-                if not studies.counted(study, ["RUNNING"]):
+            free, running_elsewhere = {}, False
+            for method, study in studies_of.items():
+                studies.fail_stale(study)
+                left = budget - len(studies.counted(study, studies.SPENT))
+                if left > 0:
+                    free[method] = left
+                elif studies.counted(study, ["RUNNING"]):
+                    running_elsewhere = True
+            if not free:
+                if not running_elsewhere:
                     return
-                self.wait_a_beat(method)  # another worker's trials are still running (or died: then stale)
+                self.wait_a_beat()  # another worker's trials are still running (or died: then stale)
                 continue
-            trials = []
-            for _ in range(min(self.slots, free)):
-                trial = study.ask()
-                storage.record_heartbeat(trial._trial_id)  # at once: a worker killed from here on is seen to be
-                if studies.over_budget(study, trial.number, budget):  # another worker took the last ones meanwhile
-                    trial.set_user_attr("surplus", True)
-                    study.tell(trial, state=_state("FAIL"))
-                    continue
-                trials.append(trial)
-            if not trials:
+            batch = self.ask(storage, studies_of, free, budget, size=max(2 * self.slots, len(free)))
+            if not batch:
                 continue
-            outcomes = self.run_trials(storage, study, method, trials, space)
-            failures += outcomes.count("failed")
-            if failures >= budget:
-                raise HarnessError(f"tuning {method}: {failures} trials failed; see {self.sweep_dir / TUNING / method}")
+            for (method, _), outcome in zip(batch, self.run_trials(storage, studies_of, batch, spaces_of), strict=True):
+                failures[method] += outcome == "failed"
+                if failures[method] >= budget:
+                    folder = self.sweep_dir / TUNING / method
+                    raise HarnessError(f"tuning {method}: {failures[method]} trials failed; see {folder}")
 
-    def run_trials(self, storage: Any, study: Any, method: str, trials: list[Any], space: list[Any]) -> list[str]:
-        batch, folders = [], []
-        for trial in trials:
-            values = spaces.suggest(trial, space)
+    def ask(self, storage: Any, studies_of: dict[str, Any], free: dict[str, int], budget: int,
+            size: int) -> list[tuple[str, Any]]:
+        """Up to `size` new trials, the methods with budget left in turn."""
+        batch: list[tuple[str, Any]] = []
+        turn = 0
+        order = list(free)
+        while len(batch) < size and any(left > 0 for left in free.values()):
+            method = order[turn % len(order)]
+            turn += 1
+            if free[method] <= 0:
+                continue
+            study = studies_of[method]
+            trial = study.ask()
+            storage.record_heartbeat(trial._trial_id)  # at once: a worker killed from here on is seen to be
+            if studies.over_budget(study, trial.number, budget):  # another worker took the last ones meanwhile
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=_state("FAIL"))
+                free[method] = 0
+                continue
+            batch.append((method, trial))
+            free[method] -= 1
+        return batch
+
+    def run_trials(self, storage: Any, studies_of: dict[str, Any], batch: list[tuple[str, Any]],
+                   spaces_of: dict[str, list[spaces.Dimension]]) -> list[str]:
+        jobs, folders = [], []
+        for method, trial in batch:
+            values = spaces.suggest(trial, spaces_of[method])
             folder = f"{TUNING}/{method}/trial_{trial.number:03d}"
             trial.set_user_attr("folder", folder)
             trial.set_user_attr("worker", WORKER)
             folders.append(folder)
-            batch.append(
+            jobs.append(
                 [
                     *self.arguments,
                     f"algorithm={method}",
@@ -137,31 +163,32 @@ class Tuning:
                     "eval_split=validation",
                     f"snapshots={self.tune.rungs}",
                     f"eval=[{','.join(self.tune.trial_eval)}]",
-                    f"tune.study='{study.study_name}'",
+                    f"tune.study='{studies_of[method].study_name}'",
                     f"tune.trial_id={trial._trial_id}",
                     f"tune.storage='{self.url}'",
                     f"hydra.sweep.subdir={folder}",
                     *spaces.as_overrides(values),
                 ]
             )
-        with heartbeats(storage, trials, self.tune.heartbeat_s):
-            self.launch(batch)
-        outcomes = []
-        for trial, folder in zip(trials, folders, strict=True):
-            outcomes.append(self.tell(study, trial, self.sweep_dir / folder))
-        return outcomes
+        with heartbeats(storage, [trial for _, trial in batch], self.tune.heartbeat_s):
+            self.launch(jobs)
+        return [self.tell(studies_of[method], trial, self.sweep_dir / folder)
+                for (method, trial), folder in zip(batch, folders, strict=True)]
 
     def tell(self, study: Any, trial: Any, folder: Path) -> str:
         result = read_result(folder)
+        # a trial's job tells the study itself when it ends (harness.tune.trial.TrialJudge.finish): skipped then
         if result is not None and result.status == "pruned":
-            study.tell(trial, state=_state("PRUNED"))
+            study.tell(trial, state=_state("PRUNED"), skip_if_finished=True)
             return "pruned"
         value = self.value(result)
         if value is None:
+            if study._storage.get_trial(trial._trial_id).state.is_finished():
+                return "complete"  # told by its job (a job whose result went missing since)
             trial.set_user_attr("error", (result.error if result is not None else None) or "no result.json")
-            study.tell(trial, state=_state("FAIL"))
+            study.tell(trial, state=_state("FAIL"), skip_if_finished=True)
             return "failed"
-        study.tell(trial, value)
+        study.tell(trial, value, skip_if_finished=True)
         return "complete"
 
     def value(self, result: Result | None) -> float | None:
@@ -179,12 +206,12 @@ class Tuning:
                 studies.fail_stale(study)
                 if not studies.counted(study, ["RUNNING"]):
                     break
-                self.wait_a_beat(method)
+                self.wait_a_beat()
 
-    def wait_a_beat(self, method: str) -> None:
+    def wait_a_beat(self) -> None:
         if not self.waiting_said:
-            log.warning("tuning %s: waiting for trials running elsewhere (a dead worker's are run again after "
-                        "tune.grace_s=%s s without a heartbeat)", method, self.tune.grace_s)
+            log.warning("tuning: waiting for trials running elsewhere (a dead worker's are run again after "
+                        "tune.grace_s=%s s without a heartbeat)", self.tune.grace_s)
             self.waiting_said = True
         time.sleep(min(5, self.tune.heartbeat_s))
 
@@ -197,11 +224,12 @@ class Tuning:
             return {}
         return dict(study.best_trial.params)
 
-    def run_default(self, method: str) -> None:
-        folder = f"{TUNING}/{method}/default"
+    def run_defaults(self, methods: list[str]) -> None:
+        """Each method at its own defaults, trained and judged as a trial is (tuned minus default), all in one
+        launch."""
         self.launch([[*self.arguments, f"algorithm={method}", f"seed={self.tune.seed}", "eval_split=validation",
                       f"snapshots={self.tune.rungs}", f"eval=[{','.join(self.tune.trial_eval)}]",
-                      f"hydra.sweep.subdir={folder}"]])
+                      f"hydra.sweep.subdir={TUNING}/{method}/default"] for method in methods])
 
     # -- the comparison -----------------------------------------------------------------------------------------
     def final_comparison(self, chosen: dict[str, dict[str, Any]]) -> None:
@@ -217,8 +245,7 @@ class Tuning:
                 subdir = f"{UNTUNED}/{index}_{method}_seed{seed}"
                 jobs.append([*self.arguments, f"algorithm={method}", f"seed={seed}", f"hydra.sweep.subdir={subdir}"])
         self.save_record(methods)
-        for start in range(0, len(jobs), self.slots * 4):
-            self.launch(jobs[start : start + self.slots * 4])
+        self.launch(jobs)
 
     def save_record(self, methods: list[str]) -> None:
         """multirun.yaml as a grid sweep would write it, so the report knows which jobs to expect."""

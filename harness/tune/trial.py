@@ -65,6 +65,16 @@ class TrialJudge:
     def points(self) -> list[Judged]:
         return self.judged
 
+    def finish(self, value: float | None, pruned: bool = False) -> None:
+        """Tell the study how the trial ended, the moment its job ends, so a worker killed later in its launch
+        loses no finished trial (the sweeper's own tell afterwards is then skipped)."""
+        from optuna.trial import TrialState
+
+        if pruned:
+            self.trial.study.tell(self.trial, state=TrialState.PRUNED, skip_if_finished=True)
+        elif value is not None:
+            self.trial.study.tell(self.trial, value, skip_if_finished=True)
+
     def __call__(self, snapshot: Snapshot, start: Path | None) -> None:
         if self.reference is None:
             self.reference = start
