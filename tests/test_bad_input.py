@@ -108,6 +108,7 @@ def test_prompts_longer_than_the_context_warn_and_the_job_completes(tmp_path: Pa
         f"task.path={path}",
         "task.eval_fraction=0.2",
         "task.judge_fraction=0",
+        "task.validation_fraction=0",  # the counts below are of every non-evaluation prompt
         "algorithm=grpo",
         *SMOKE,
         f"results_dir={results}",

@@ -65,7 +65,11 @@ def digest(rows: object) -> str:
 @pytest.mark.parametrize("setting", sorted(BEFORE_OOD))
 def test_with_ood_off_every_split_is_what_it_was(tmp_path: Path, setting: str) -> None:
     splits, info = build(ReviewTask(**SETTINGS[setting], ood=None), tmp_path)
+    # validation_prompts came later (equal-budget tuning), from its own stream: every split before it is unchanged
+    validation = splits.pop("validation_prompts")
+    info.pop("size_validation_prompts")
     assert {name: digest(rows) for name, rows in splits.items()} | {"_info": digest(info)} == BEFORE_OOD[setting]
+    assert not {digest(row["prompt"]) for row in validation} & {digest(row["prompt"]) for row in splits["eval_prompts"]}
 
 
 @pytest.mark.parametrize("rule", sorted(OOD_RULES))
