@@ -28,6 +28,28 @@ MISSING = object()
 PROBE = 0.123  # a kl_beta no YAML types: where it lands in a trainer is that method's KL knob
 
 
+@pytest.fixture(scope="module")
+def compose() -> Any:
+    """`compose(overrides)`, as the shared fixture, but module-wide and remembered: each config is composed once
+    (composing is what this module spends its time on)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    cache: dict[tuple[str, ...], Any] = {}
+
+    def composed(overrides: Any = ()) -> Any:
+        key = tuple(overrides)
+        if key not in cache:
+            cache[key] = hydra_compose("config", overrides=list(key))
+        return cache[key]
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        yield composed
+    GlobalHydra.instance().clear()
+
+
 def space(cfg: Any) -> dict[str, dict[str, Any]]:
     return OmegaConf.to_container(cfg.algorithm.search) if "search" in cfg.algorithm else {}
 
@@ -58,9 +80,9 @@ def test_every_method_that_trains_declares_a_space_and_no_other_does(compose) ->
 def test_each_key_is_an_override_that_lands(compose, algorithm: str) -> None:
     """A key is a path from the config's root that exists in the composed config (kl_beta too: null by default),
     and overriding it with a value of its range puts that value there."""
-    for key, spec in space(compose([f"algorithm={algorithm}"])).items():
-        value = a_value_inside(spec)
-        cfg = compose([f"algorithm={algorithm}", f"{key}={value!r}"])
+    values = {key: a_value_inside(spec) for key, spec in space(compose([f"algorithm={algorithm}"])).items()}
+    cfg = compose([f"algorithm={algorithm}", *(f"{key}={value!r}" for key, value in values.items())])
+    for key, value in values.items():
         assert OmegaConf.select(cfg, key, default=MISSING) == pytest.approx(value), f"{algorithm}: {key}"
 
 
