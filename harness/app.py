@@ -91,14 +91,19 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
     return {"name": name, "group": group, "job_type": cfg.algorithm.name, "overrides": overrides}
 
 
-def finished_result(output_dir: Path) -> Result | None:
-    """The job's own complete result.json, if an earlier run of this sweep already wrote one."""
+def finished_result(output_dir: Path, overrides: list[str] | None = None) -> Result | None:
+    """The job's own complete result.json, if an earlier run of this sweep already wrote one with the same overrides
+    (a rerun whose job in this folder is set differently -- a tuning that chose again -- runs it again)."""
     path = output_dir / RESULT_FILE
     try:
         result = Result.read(path) if path.exists() else None
     except ValueError:  # unreadable: run the job again
         return None
-    return result if result is not None and result.status == "complete" else None
+    if result is None or result.status != "complete":
+        return None
+    if overrides is not None and sorted(result.overrides) != sorted(redact_overrides(overrides)):
+        return None
+    return result
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -115,7 +120,7 @@ def run_job(cfg: DictConfig) -> float | None:
         torch.set_num_threads(cfg.cpu_threads)
     apply_smoke(cfg, list(HydraConfig.get().overrides.task))
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    if (done := finished_result(output_dir)) is not None:  # a sweep re-run into the same folder
+    if (done := finished_result(output_dir, list(HydraConfig.get().overrides.task))) is not None:  # a sweep re-run
         log.info("job already complete (%s): skipped", output_dir / RESULT_FILE)
         return done.metrics.get(cfg.get("objective") or "")
     identity = job_identity(cfg)

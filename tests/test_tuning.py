@@ -118,14 +118,18 @@ def test_every_method_gets_the_same_budget_on_validation_and_its_best_settings_r
     final = {(r.algorithm, r.seed): r for r in read_all(sweep)}  # the comparison: not the trials, not untuned/
     assert sorted(final) == sorted((method, 0) for method in ("sft", *METHODS))
     for method in METHODS:
-        chosen = summary["methods"][method]["chosen"]
-        assert chosen, f"{method}: no trial completed"
-        run = final[(method, 0)]
+        record = summary["methods"][method]
+        chosen, run = record["chosen"], final[(method, 0)]
         assert run.config["eval_split"] == "test"
+        best = max(t["value"] for t in record["trials"] if t["state"] == "complete")
+        if record["chosen_from"] == "defaults":  # the defaults, judged as a trial, did at least as well
+            assert chosen == {} and record["default_value"] >= best
+            assert not [o for o in run.overrides if o.split("=", 1)[0] in record["space"]]
+            continue
+        assert best > record["default_value"]
+        assert chosen == next(t["params"] for t in record["trials"] if t["value"] == best)
         for key, value in chosen.items():  # the best trial's settings, exactly
             assert OmegaConf.select(OmegaConf.create(run.config), key) == pytest.approx(value), (method, key)
-        best = max(t["value"] for t in summary["methods"][method]["trials"] if t["state"] == "complete")
-        assert chosen == next(t["params"] for t in summary["methods"][method]["trials"] if t["value"] == best)
     untuned = {(r.algorithm, r.seed) for r in read_all(sweep / "untuned")}
     assert untuned == set(final)
 

@@ -95,7 +95,7 @@ def _row(method: str, record: dict[str, Any], summary: dict[str, Any], compariso
     row = {
         "method": method,
         "chosen_text": ", ".join(f"{key.rsplit('.', 1)[-1]}={_number(value)}" for key, value in chosen.items())
-        or "defaults (no trial completed)",
+        or ("its defaults (no trial beat them)" if counts["complete"] else "its defaults (no trial completed)"),
         "trials_text": f"{counts['complete']} / {counts['pruned']} / {counts['fail']}",
         "pruned": counts["pruned"],
         "best_value": best_value,

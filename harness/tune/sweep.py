@@ -75,9 +75,9 @@ class Tuning:
             log.info("tuning worker done (tune.phase=tune): the worker with tune.phase=all runs the comparison")
             return
         self.wait_for_others(storage, methods)
-        chosen = {method: self.chosen(storage, method) for method in methods}
         if self.tune.phase != "final":
             self.run_defaults(methods)
+        chosen = {method: self.chosen(storage, method) for method in methods}
         self.write_summary(storage, methods, spaces_of, chosen)
         self.final_comparison(chosen)
 
@@ -216,13 +216,20 @@ class Tuning:
         time.sleep(min(5, self.tune.heartbeat_s))
 
     def chosen(self, storage: Any, method: str) -> dict[str, Any]:
+        """The best trial's settings, or {} (the method's own defaults) when no trial completed or the defaults,
+        trained and judged as a trial is, scored at least as well on validation: they are one more point the
+        tuning measured, and a small budget can miss them."""
         study = studies.open_study(storage, studies.study_name(str(self.config.experiment_name), method),
                                    self.tune, method)
-        complete = studies.counted(study, ["COMPLETE"])
-        if not complete:
+        if not studies.counted(study, ["COMPLETE"]):
             log.warning("tuning %s: no trial completed; the final comparison runs its defaults", method)
             return {}
-        return dict(study.best_trial.params)
+        best = study.best_trial
+        default = self.value(read_result(self.sweep_dir / TUNING / method / "default"))
+        if default is not None and default >= best.value:
+            log.info("tuning %s: its defaults (%.4f) beat every trial (best %.4f): kept", method, default, best.value)
+            return {}
+        return dict(best.params)
 
     def run_defaults(self, methods: list[str]) -> None:
         """Each method at its own defaults, trained and judged as a trial is (tuned minus default), all in one
@@ -273,6 +280,7 @@ class Tuning:
                 "study": name,
                 "space": {dim.key: dim.describe() for dim in spaces_of[method]},
                 "chosen": chosen[method],
+                "chosen_from": "trials" if chosen[method] else "defaults",
                 "default_value": self.value(default),
                 "default_tokens": _tokens(default, method),
                 "trials": [_trial_record(trial, self.sweep_dir, method) for trial in study.get_trials(deepcopy=False)
