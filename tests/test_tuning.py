@@ -282,3 +282,16 @@ def test_a_bad_storage_url_is_one_line() -> None:
         studies.open_storage("nosuchdb://user:secret@host/db")
     assert "\n" not in str(error.value) and "secret" not in str(error.value) and "tune.storage=" in str(error.value)
 
+
+
+def test_a_rerun_reuses_a_finished_job_only_with_the_same_overrides(tmp_path: Path) -> None:
+    """A tuning that chose again (or any sweep rerun into its folder with other settings) must run the job again."""
+    import shutil
+
+    from harness.app import finished_result
+
+    shutil.copy(Path(__file__).parent / "data" / "result_v1.json", tmp_path / "result.json")
+    recorded = Result.read(tmp_path / "result.json").overrides
+    assert finished_result(tmp_path, list(recorded)) is not None
+    assert finished_result(tmp_path, [*recorded, "kl_beta=0.5"]) is None
+    assert finished_result(tmp_path) is not None  # no overrides to compare: as before
