@@ -3,6 +3,7 @@
     harness -m experiment=blur                                   tune every method, then the final comparison
     harness -m experiment=blur hydra.sweep.dir=<its folder>      a killed tuning continues where it stopped
     harness -m experiment=blur hydra.sweep.dir=<folder> tune.phase=tune    one more worker (same database)
+    harness -m experiment=blur hydra.sweep.dir=<folder> tune.phase=final   the comparison from the studies as they are
 
 1. Tuning. For every method in `tune.methods`, a study of `tune.trials` trials (the same number for every method):
    each trial is one job trained at `tune.seed` with settings the study's TPE sampler draws from the method's
@@ -70,7 +71,8 @@ class Tuning:
         storage = studies.open_storage(self.url, self.tune.heartbeat_s, self.tune.grace_s)
         methods = list(self.tune.methods)
         spaces_of = {method: self.space(method) for method in methods}  # every space checked before any training
-        self.tune_all(storage, methods, spaces_of)
+        if self.tune.phase != "final":  # final: the comparison from the studies as they stand
+            self.tune_all(storage, methods, spaces_of)
         if self.tune.phase == "tune":
             log.info("tuning worker done (tune.phase=tune): the worker with tune.phase=all runs the comparison")
             return
