@@ -101,9 +101,15 @@ def finished_result(output_dir: Path, overrides: list[str] | None = None) -> Res
         return None
     if result is None or result.status != "complete":
         return None
-    if overrides is not None and sorted(result.overrides) != sorted(redact_overrides(overrides)):
+    if overrides is not None and _identity(result.overrides) != _identity(redact_overrides(overrides)):
         return None
     return result
+
+
+def _identity(overrides: list[str]) -> list[str]:
+    """The overrides that make a job what it is (results.is_compared): not where it writes, how it is shown, or
+    which tuning phase launched it."""
+    return sorted(o for o in overrides if is_compared(o.lstrip("+~").split("=", 1)[0]))
 
 
 def run_job(cfg: DictConfig) -> float | None:

@@ -294,4 +294,5 @@ def test_a_rerun_reuses_a_finished_job_only_with_the_same_overrides(tmp_path: Pa
     recorded = Result.read(tmp_path / "result.json").overrides
     assert finished_result(tmp_path, list(recorded)) is not None
     assert finished_result(tmp_path, [*recorded, "kl_beta=0.5"]) is None
+    assert finished_result(tmp_path, [*recorded, "tune.phase=final", "cpu_threads=2"]) is not None  # not what it is
     assert finished_result(tmp_path) is not None  # no overrides to compare: as before
