@@ -23,7 +23,8 @@ from harness.io import atomic_write_json
 
 
 def summary_keys(parts: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers: ratios against baselines from the same invocation, and the demo's wall time."""
+    """The headline numbers: ratios against baselines from the same invocation, and the demo's wall time and how
+    well it kept its cores busy (its packing ratio)."""
     keys: dict[str, Any] = {}
     for name, result in parts.get("overhead", {}).items():
         keys[f"harness_overhead_{name}"] = result["training_ratio"]
@@ -38,6 +39,9 @@ def summary_keys(parts: dict[str, Any]) -> dict[str, Any]:
     if "demo" in parts:
         keys["demo_wall_s"] = parts["demo"]["demo_wall_s"]
         keys["demo_peak_rss_mb"] = parts["demo"]["peak_rss_mb"]
+        if "packing_ratio" in parts["demo"]:  # a demo.json from before the ratio was measured has none
+            for key in ("packing_ratio", "stage_compute_s", "cores"):
+                keys[f"demo_{key}"] = parts["demo"][key]
     return keys
 
 
@@ -87,6 +91,16 @@ def markdown(keys: dict[str, Any], parts: dict[str, Any], info: dict[str, Any]) 
             f"## Demo: {d['demo_wall_s']:.0f} s, {d['jobs']} jobs, largest process {d['peak_rss_mb']:.0f} MB",
             "",
         ]
+        if "packing_ratio" in d:
+            lines += [
+                f"Packing: wall / (stage compute / cores) = {d['wall_s']:.0f} / ({d['stage_compute_s']:.0f} / "
+                f"{d['cores']}) = **{d['packing_ratio']:.3f}** (1.0: no core ever idle; see bench/demo.py)",
+                "",
+                "| core-seconds | s |",
+                "|---|---|",
+            ]
+            lines += [f"| {part} | {seconds:.0f} |" for part, seconds in d["core_seconds"].items()]
+            lines.append("")
         lines += ["| stage build | builds | total s | mean s |", "|---|---|---|---|"]
         for name, s in sorted(d["stage_builds"].items(), key=lambda kv: -kv[1]["total_s"]):
             lines.append(f"| {name} | {s['builds']} | {s['total_s']:.1f} | {s['mean_s']:.1f} |")

@@ -12,7 +12,8 @@ What is here:
   (cache key, LoRA, snapshots, cost) and `run.trained_policy(...)` the Policy;
 - the helpers plugins share: a TRL trainer run as a stage (`fit`, `trainer_args`, `MetricsRecorder`), sampling
   (`load_policy`, `sample_completions`, `token_logprobs`), chat rendering, LoRA adapters, range declarations
-  (`allowed`, `check_fields`), guards on rewards and prompt lengths, atomic writes, progress for a sweep's view.
+  (`allowed`, `check_fields`), guards on rewards and prompt lengths, atomic writes, progress for a sweep's view,
+  the cores a build may use now (`build_cores`: its own and those its waiting jobs lend it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from harness.chat import (
     render_plain,
     use_end_of_turn_as_eos,
 )
+from harness.cores import build_cores
 from harness.devices import torch_threads
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions, token_logprobs
@@ -108,6 +110,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "build_cores",
     "check_fields",
     "check_messages",
     "check_rewards",

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -129,26 +129,30 @@ def failed(reason: str) -> None:
 
 
 @contextmanager
-def waiting_for(name: str, lock: Any) -> Iterator[None]:
-    """Hold `lock` (a filelock.FileLock) for a stage; while another job holds it, the view says so."""
+def waiting_for(name: str, lock: Any, while_waiting: AbstractContextManager[Any] | None = None) -> Iterator[None]:
+    """Hold `lock` (a filelock.FileLock) for a stage; while another job holds it, the view says so and
+    `while_waiting` is entered (harness.cores lends the job's cores to that build)."""
     from filelock import Timeout
 
     try:
         lock.acquire(timeout=0)
     except Timeout:
         report = _report
-        if report is None:
-            lock.acquire()
-        else:
-            frame = report.frames[-1]
-            before = dict(frame)
-            frame.update(activity=f"waiting for stage {name} (another job builds it)", done=None, total=None, unit="")
-            report.write()
-            try:
+        with while_waiting or nullcontext():
+            if report is None:
                 lock.acquire()
-            finally:
-                frame.update(before)
+            else:
+                frame = report.frames[-1]
+                before = dict(frame)
+                frame.update(
+                    activity=f"waiting for stage {name} (another job builds it)", done=None, total=None, unit=""
+                )
                 report.write()
+                try:
+                    lock.acquire()
+                finally:
+                    frame.update(before)
+                    report.write()
     try:
         yield
     finally:

@@ -34,7 +34,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from harness import distributed, progress
+from harness import cores, distributed, progress
 from harness.io import atomic_write_json, read_json
 from harness.results import redact
 from harness.versions import stack_versions
@@ -277,7 +277,9 @@ class StageCache:
             distributed.barrier()
             return StageOutput(name, key, path, built_now=True, seconds=seconds, metrics=metrics)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with progress.waiting_for(name, FileLock(str(path.parent / f"{key}.lock"))):  # the view says while it waits
+        lock = FileLock(str(path.parent / f"{key}.lock"))
+        # while another job builds it, the view says so and this job's cores are lent to that build (harness.cores)
+        with progress.waiting_for(name, lock, while_waiting=cores.lending(path)):
             # Another job finished it while we waited. (A multi-process job whose trainer stage another job
             # completes meanwhile leaves its other processes waiting at the barrier until gloo's timeout: rare.)
             if self.is_complete(name, key):
@@ -295,7 +297,7 @@ class StageCache:
                 if together:
                     distributed.barrier()  # the folder is ready: every process trains
                 start = time.perf_counter()
-                with progress.stage(name):  # the sweep's view shows the stage this job builds
+                with progress.stage(name), cores.building(path) as held:  # the view shows the stage this job builds
                     metrics = dict(build(path) or {})
                 seconds = time.perf_counter() - start
                 if together:
@@ -309,6 +311,7 @@ class StageCache:
                         "config": redact(config),
                         "inputs": {role: out.key for role, out in inputs.items()},
                         "seconds": seconds,
+                        "core_seconds": held.core_seconds,  # its own cores and those lent to it, over time
                         "metrics": metrics,
                         "versions": stack_versions(),
                         "pid": os.getpid(),

@@ -3,6 +3,12 @@
 This is the testbed's base model: it knows the task's language (and its negative skew) and nothing else, so
 every change alignment makes is visible. Pretraining is a fixed recipe, not one of the compared
 algorithms, so it is a plain loop: padded whole reviews, AdamW, warmup then cosine decay.
+
+Every job of a sweep waits for this stage. With `train.micro_batches` > 1 (`+model.train.micro_batches=2`) each
+step's gradient is the sum of that many micro-batches, computed at once on the cores the waiting jobs lend
+(harness.cores), one torch thread each: the weights are the same bits however many cores helped (more torch threads
+would change them, and gain ~5% here). Each step differs from the whole batch's by rounding, so a model
+trained that way is another model: docs/benchmarks.md compares the demo's tables.
 """
 
 from __future__ import annotations
@@ -11,13 +17,15 @@ import logging
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from harness.api import HarnessError, progress_step, progress_steps
+from harness.api import HarnessError, build_cores, progress_step, progress_steps, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +134,7 @@ class ScratchGPT2:
             "learning_rate": 3e-3,
             "warmup_steps": 100,
             "weight_decay": 0.01,
+            "micro_batches": 1,
             **(train or {}),
         }
 
@@ -180,7 +189,8 @@ def pretrain(
     model: Any, rows: list[list[int]], pad_id: int, settings: Mapping[str, Any], seed: int, desc: str
 ) -> tuple[float, int]:
     """The fixed pretraining recipe of the testbed's base models: AdamW, linear warmup then cosine decay, batches of
-    similar length. Returns the smoothed final loss and the tokens trained on."""
+    similar length (each step's gradient from `micro_batches` parts: see MicroBatches). Returns the smoothed final loss
+    and the tokens trained on."""
     steps, batch_size = int(settings["steps"]), int(settings["batch_size"])
     if batch_size > len(rows):  # `length_buckets` would never fill a batch: pretraining would hang
         log.warning("model.train.batch_size=%d: only %d texts to pretrain on; using that", batch_size, len(rows))
@@ -197,20 +207,78 @@ def pretrain(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     batches = length_buckets(rows, batch_size, random.Random(seed))
+    parts = int(settings.get("micro_batches", 1))
+    if parts < 1:
+        raise HarnessError(f"model.train.micro_batches={parts}: expected a whole number of at least 1")
+    micro_batches = MicroBatches(model, parts) if parts > 1 else None
     model.train()
     running, tokens = None, 0
     progress = tqdm(range(steps), desc=desc, leave=False, mininterval=2)
     progress_steps("pretrain", total=steps)  # a sweep's live view counts them too (no-op elsewhere)
-    for step in progress:
-        input_ids, mask, labels = batch_tensors(next(batches), pad_id)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += int(mask.sum())
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        progress.set_postfix(loss=f"{running:.3f}", refresh=False)
-        progress_step(step + 1)
+    with torch_threads(1 if micro_batches else None), micro_batches or nullcontext():
+        for step in progress:
+            if micro_batches is None:
+                input_ids, mask, labels = batch_tensors(next(batches), pad_id)
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                step_loss, step_tokens = loss.item(), int(mask.sum())
+            else:
+                step_loss, step_tokens = micro_batches.backward(next(batches), pad_id)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            tokens += step_tokens
+            running = step_loss if running is None else 0.98 * running + 0.02 * step_loss
+            progress.set_postfix(loss=f"{running:.3f}", refresh=False)
+            progress_step(step + 1)
     return float(running or 0.0), tokens
+
+
+class MicroBatches:
+    """A batch's gradient as the sum of `parts` micro-batches' (each's summed token loss over the batch's predicted
+    tokens: the batch's mean loss), added in a fixed order, so the result does not depend on how many ran at once.
+    They run on as many threads as `build_cores()` allows at each step (one torch thread each)."""
+
+    def __init__(self, model: Any, parts: int) -> None:
+        self.model, self.parts = model, parts
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.pools: dict[int, ThreadPoolExecutor] = {}
+
+    def __enter__(self) -> MicroBatches:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for pool in self.pools.values():
+            pool.shutdown()
+
+    def backward(self, batch: Sequence[Sequence[int]], pad_id: int) -> tuple[float, int]:
+        """Set the parameters' gradients for `batch`; returns its mean loss and its tokens."""
+        size = -(-len(batch) // self.parts)
+        parts = [batch[i : i + size] for i in range(0, len(batch), size)]
+        predicted = sum(len(row) - 1 for row in batch)  # every token after <bos>: what the loss averages over
+        workers = min(len(parts), build_cores())
+        if workers > 1:
+            if workers not in self.pools:  # one torch thread per worker, as in the main thread
+                self.pools[workers] = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+            done = list(self.pools[workers].map(lambda part: self._gradients(part, pad_id, predicted), parts))
+        else:
+            done = [self._gradients(part, pad_id, predicted) for part in parts]
+        for i, param in enumerate(self.params):
+            grad = done[0][0][i]
+            for gradients, _, _ in done[1:]:
+                grad = grad + gradients[i]
+            param.grad = grad
+        return sum(loss for _, loss, _ in done), sum(tokens for _, _, tokens in done)
+
+    def _gradients(
+        self, rows: Sequence[Sequence[int]], pad_id: int, predicted: int
+    ) -> tuple[list[torch.Tensor], float, int]:
+        input_ids, mask, labels = batch_tensors(rows, pad_id)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits[:, :-1]
+        targets = labels[:, 1:].reshape(-1)
+        summed = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum")
+        loss = summed / predicted  # cross_entropy ignores the padding's -100 labels
+        gradients = torch.autograd.grad(loss, self.params, allow_unused=True)
+        gradients = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, gradients, strict=True)]
+        return gradients, loss.item(), int(mask.sum())
