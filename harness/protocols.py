@@ -59,10 +59,11 @@ class Task(Protocol):
 
     Splits a task may provide: `pretrain` and `pretrain_heldout` (`text`), `sft` (`prompt`, `completion`),
     `prompts`, `eval_prompts` (the test prompts every table reports on) and `validation_prompts` (the prompts
-    tuning chooses settings on; disjoint from `eval_prompts`) (`prompt`), `preferences` (`prompt`, `chosen`, `rejected`), `unpaired` (`prompt`,
-    `completion`, `label`: KTO's form), and for a held-out judge that no method trains on, `judge_preferences` or
-    `judge_prompts` (pairs sampled there and labelled by `label_pairs`). Prompts and completions are text or
-    messages (harness/chat.py); the harness renders them for each model.
+    tuning chooses settings on; disjoint from `eval_prompts` and from every split a stage trains on) (`prompt`),
+    `preferences` (`prompt`, `chosen`, `rejected`), `unpaired` (`prompt`, `completion`, `label`: KTO's form), and
+    for a held-out judge that no method trains on, `judge_preferences` or `judge_prompts` (pairs sampled there
+    and labelled by `label_pairs`). Prompts and completions are text or messages (harness/chat.py); the harness
+    renders them for each model.
     """
 
     name: str

@@ -1,10 +1,12 @@
-"""hydra/sweeper=tune (no `from __future__ import annotations`: Hydra scans this module for its dataclass): equal-budget tuning of every method of a comparison, then the comparison itself
-(harness/tune/sweep.py; experiment=blur, experiment=zoo_tuned; docs/tuning.md). Its settings are `tune.*`."""
+"""hydra/sweeper=tune: equal-budget tuning of every method of a comparison, then the comparison itself
+(harness/tune/sweep.py; experiment=blur, experiment=zoo_tuned; docs/tuning.md). Its settings are `tune.*`.
+
+No `from __future__ import annotations` here: Hydra scans this module for its dataclass before it is imported."""
 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
@@ -26,8 +28,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="tune", node=TuneSweepe
 class TuneSweeper(Sweeper):
     def __init__(self, params: Any = None) -> None:
         super().__init__()
-        self.config: Optional[DictConfig] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
