@@ -18,11 +18,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from harness.objective import OVER_BUDGET_PENALTY
 from harness.report.aggregate import t_interval
 from harness.report.sections import Section
 from harness.results import read_all
 
 SUMMARY = Path("tuning") / "summary.json"
+OVER = -OVER_BUDGET_PENALTY / 2  # an objective below this is a trial past the KL budget (harness.objective)
 LATE = 0.8  # a best trial past this share of the budget: the budget may not have saturated
 
 
@@ -99,14 +101,14 @@ def _row(method: str, record: dict[str, Any], summary: dict[str, Any], compariso
         "trials_text": f"{counts['complete']} / {counts['pruned']} / {counts['fail']}",
         "pruned": counts["pruned"],
         "best_value": best_value,
-        "best_text": _number(best_value),
-        "default_text": _number(default),
-        "gain_text": _signed(best_value - default) if best_value is not None and default is not None else "–",
+        "best_text": _value(best_value),
+        "default_text": _value(default),
+        "gain_text": _gain(best_value, default),
         "best_at_text": "–" if best_at is None else f"{best_at} of {done}" + (" (late)" if late else ""),
         "late": late,
         "tokens_text": f"{statistics.fmean(tokens):,.0f}" if tokens else "–",
         "curve": best_so_far,
-        "curve_text": " ".join(_number(value) for value in best_so_far) or "no trials",
+        "curve_text": " ".join(_value(value) for value in best_so_far) or "no trials",
         "test_gain_text": _test_gain(method, comparison, untuned, summary["objective"]),
     }
     return row
@@ -139,6 +141,22 @@ def _test_gain(method: str, comparison: Any, untuned: dict, objective: str) -> s
     scale = statistics.stdev(diffs) / math.sqrt(len(diffs))
     low, high = t_interval(0.95, len(diffs) - 1, mean, scale) if scale > 0 else (mean, mean)
     return f"{_signed(mean)} [{_signed(low)}, {_signed(high)}]"
+
+
+def _value(value: float | None) -> str:
+    """An objective: past the KL budget it is a penalty, not a reward (harness.objective), and says so."""
+    if value is not None and value < OVER:
+        return "over KL budget"
+    return _number(value)
+
+
+def _gain(best: float | None, default: float | None) -> str:
+    if best is None or default is None:
+        return "–"
+    if best < OVER or default < OVER:
+        return "both over KL budget" if best < OVER and default < OVER else (
+            "defaults over KL budget" if default < OVER else "tuned over KL budget")
+    return _signed(best - default)
 
 
 def _number(value: Any) -> str:
@@ -180,7 +198,8 @@ def _svg_curves(rows: list[dict[str, Any]]) -> str:
     width, height, _ = CHART
     charts = []
     for row in rows:
-        points = [(index, value) for index, value in enumerate(row["curve"], start=1) if value is not None]
+        curve = enumerate(row["curve"], start=1)
+        points = [(index, value) for index, value in curve if value is not None and value >= OVER]
         if not points:
             continue
         values = [value for _, value in points]
