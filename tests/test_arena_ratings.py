@@ -240,7 +240,7 @@ def test_export_keeps_messages_as_messages_and_hf_preferences_reads_them(
     ]  # fmt: skip
     path = tmp_path / "prefs.jsonl"
     assert export_preferences(votes, path).rows == 4
-    HFPreferences(path=str(path), judge_fraction=0).build_datasets(tmp_path / "data")
+    HFPreferences(path=str(path), judge_fraction=0, validation_fraction=0).build_datasets(tmp_path / "data")
     pairs = load_from_disk(str(tmp_path / "data"))["preferences"]
     assert len(pairs) == 3  # one of the four prompts is held out for evaluation
     row = pairs[0]
