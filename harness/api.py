@@ -13,7 +13,8 @@ What is here:
 - the helpers plugins share: a TRL trainer run as a stage (`fit`, `trainer_args`, `MetricsRecorder`), sampling
   (`load_policy`, `sample_completions`, `token_logprobs`), chat rendering, LoRA adapters, range declarations
   (`allowed`, `check_fields`), guards on rewards and prompt lengths, atomic writes, progress for a sweep's view,
-  the cores a build may use now (`build_cores`: its own and those its waiting jobs lend it).
+  the cores a build may use now (`build_cores`: its own and those its waiting jobs lend it);
+- verifiable tasks (`Verifier`, `is_verifiable`: `run.verifier()` checks completions against a task's problems).
 """
 
 from __future__ import annotations
@@ -78,9 +79,11 @@ from harness.snapshots import of_stage as snapshots_of
 from harness.snapshots import requested as snapshots_requested
 from harness.train_stage import TrainingBuild, TrainingStage, link_policy, training_log
 from harness.training import Fitted, MetricsRecorder, fit, trainer_args, truncate_history
+from harness.verifiable import PROBLEM_SPLITS, Verifier, is_verifiable
 
 __all__ = [
     "ADAPTER_WEIGHTS",
+    "PROBLEM_SPLITS",
     "Algorithm",
     "EvalContext",
     "EvalSuite",
@@ -103,6 +106,7 @@ __all__ = [
     "Task",
     "TrainingBuild",
     "TrainingStage",
+    "Verifier",
     "adapter_active",
     "adapter_disabled",
     "adapter_start",
@@ -120,6 +124,7 @@ __all__ = [
     "is_adapter",
     "is_conversation",
     "is_peft_model",
+    "is_verifiable",
     "joinable",
     "keep_last",
     "length_groups",

@@ -64,6 +64,10 @@ class Task(Protocol):
     for a held-out judge that no method trains on, `judge_preferences` or `judge_prompts` (pairs sampled there
     and labelled by `label_pairs`). Prompts and completions are text or messages (harness/chat.py); the harness
     renders them for each model.
+
+    A task with checkable answers also defines `verify(problem, completion) -> float` (and may define
+    `format_reward` and `final_answer`); one with nothing but problems defines `problems(split)` and `verify` in
+    place of `build_datasets` and `gold` (harness/verifiable.py).
     """
 
     name: str
@@ -219,6 +223,11 @@ class Run(Protocol):
 
     def gold(self) -> GoldStandard | None:
         """The task's gold standard (None without one); it accepts prompts as rendered by `load_split`."""
+        ...
+
+    def verifier(self) -> Any:
+        """A verifiable task's checks (`harness.verifiable.Verifier`: verify, format, answers) on prompts as rendered
+        by `load_split`; a one-line HarnessError for a task without `verify(problem, completion)`."""
         ...
 
     chat: Any  # harness.chat.ChatFormat of the base model's tokenizer

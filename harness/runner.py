@@ -23,11 +23,11 @@ from harness.errors import HarnessError
 from harness.protocols import EvalContext, GoldStandard, ModelSource, Policy, Reward, RewardSource, Task
 from harness.schema import plain
 from harness.stages import HISTORY, StageCache, StageOutput
+from harness.verifiable import ProblemSet, Verifier, is_problem_set, problem_table
 
 __all__ = ["EvalContext", "Policy", "Run", "build_plugin", "plain", "resolve_device", "stage_summary", "torch_threads"]
 
 log = logging.getLogger(__name__)
-
 
 
 def settings_of(node: DictConfig) -> Any:
@@ -46,7 +46,8 @@ class Run:
         self.logger = logger
         self.cache = StageCache(cfg.cache_dir, verify=cfg.get("verify_stages") or "sizes")
         self.device = resolve_device(cfg.device)
-        self.task: Task = build_plugin(cfg.task)
+        task = build_plugin(cfg.task)
+        self.task: Task = ProblemSet(task) if is_problem_set(task) else task  # problems + verify: we write its data
         self.model_source: ModelSource = build_plugin(cfg.model)
         self.stages: dict[str, StageOutput] = {}
 
@@ -255,6 +256,18 @@ class Run:
         if gold is None or not self._raw_prompts:
             return gold
         return RawPromptGold(gold, self._raw_prompts)
+
+    @cached_property
+    def _verifier(self) -> Verifier:
+        from datasets import load_from_disk
+
+        splits = load_from_disk(str(self.datasets().path))
+        return Verifier(self.task, problem_table(splits, self.chat.prompt))
+
+    def verifier(self) -> Verifier:
+        """The task's checks (`verify`, and `format_reward`, `final_answer` where it has them) on prompts as the
+        policies read them (harness.verifiable); a one-line error for a task without `verify`."""
+        return self._verifier
 
     @cached_property
     def _raw_prompts(self) -> dict[str, Any]:
