@@ -9,7 +9,14 @@ no suite, metric or algorithm.
       - {metric: score, label: my score, better: higher, role: quality, bounds: [0, 1]}
     curves:                   # in an algorithm's YAML; keys of its training log
       - {key: objective/score, label: reward-model score, role: proxy}
+    curves:                   # in an eval suite's YAML: a family of its metrics over the number in their names
+      - {metric: "pass_at_{k}", x: k, label: pass@k, log_x: true, better: higher, bounds: [0, 1],
+         low: "pass_at_{k}_low", high: "pass_at_{k}_high", table: [1, 4, 16, 64]}
     kl_beta_ignored: has no KL term to a reference (...)   # an algorithm the shared kl_beta cannot reach, and why
+
+A suite's curve is drawn over every value of its `x` that a job reports (`pass_at_1`, `pass_at_2`, ...), one line
+per method, its band the interval over seeds or, for a method with one seed, the job's own `low`/`high` where the
+suite reports them; `table` lists the x values comparison.md tabulates (harness.report.curves).
 
 An algorithm either takes `kl_beta` (its YAML reads `${kl_beta}`: plugins/algorithms/kl.py) or declares why not;
 a job that sets kl_beta for one that declares it warns in one line (`kl_beta_warning`) instead of dropping it silently.
@@ -87,6 +94,46 @@ def curve_entries(algorithm: str, declared: Any) -> list[dict[str, Any]]:
             expected = "a training-log key or {key: KEY, label: TEXT, role: ROLE}"
             raise HarnessError(f"{where}: expected {expected}, got {item!r}")
         entry = {"key": str(item["key"]), "label": str(item.get("label") or item["key"]), "role": item.get("role")}
+        _check(where, entry)
+        entries.append(entry)
+    return entries
+
+
+def metric_curve_entries(suite: str, declared: Any) -> list[dict[str, Any]]:
+    """A suite's `curves:` list as result.json records it (in `curves`, beside the algorithm's training curves, told
+    apart by their `x`): full metric keys with `{x}` where the number goes, every field filled in."""
+    entries = []
+    for index, item in enumerate(declared or []):
+        where = f"eval.{suite}.curves[{index}]"
+        x = item.get("x") if isinstance(item, Mapping) else None
+        expected = '{metric: "NAME_{x}", x: x, label: TEXT, log_x: true|false}, the metric naming its x as {x}'
+        if not isinstance(x, str) or not x.isidentifier() or f"{{{x}}}" not in str(item.get("metric") or ""):
+            raise HarnessError(f"{where}: expected {expected}, got {item!r}")
+        keys = {}
+        for field in ("metric", "low", "high"):
+            pattern = item.get(field)
+            if pattern is not None and str(pattern).count(f"{{{x}}}") != 1:
+                raise HarnessError(f"{where}: {field}={pattern!r}; expected a metric name with {{{x}}} once")
+            keys[field] = None if pattern is None else f"eval/{suite}/{pattern}"
+        table = item.get("table")
+        if table is not None and not (
+            isinstance(table, list | tuple) and all(isinstance(v, int | float) and v > 0 for v in table)
+        ):
+            raise HarnessError(f"{where}: table={table!r}; expected a list of positive {x} values, e.g. [1, 4, 16]")
+        entry = {
+            "key": keys["metric"],
+            "x": x,
+            "label": str(item.get("label") or item["metric"]),
+            "x_label": str(item.get("x_label") or x),
+            "log_x": bool(item.get("log_x", False)),
+            "better": item.get("better"),
+            "digits": int(item.get("digits", 3)),
+            "bounds": _bounds(where, item.get("bounds")),
+            "low": keys["low"],
+            "high": keys["high"],
+            "table": None if table is None else list(table),
+            "note": item.get("note"),
+        }
         _check(where, entry)
         entries.append(entry)
     return entries

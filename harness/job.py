@@ -17,7 +17,13 @@ from omegaconf import DictConfig
 
 from harness import distributed, progress, snapshots
 from harness.convergence import job_convergence
-from harness.declarations import curve_entries, headline_entries, kl_beta_warning, split_declarations
+from harness.declarations import (
+    curve_entries,
+    headline_entries,
+    kl_beta_warning,
+    metric_curve_entries,
+    split_declarations,
+)
 from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.generation import load_policy, sample_completions
@@ -60,6 +66,7 @@ class Job:
         self.config = redact(plain(cfg))
         self.headline: list[dict[str, Any]] = []  # what the suites and the algorithm declare (harness.declarations)
         self.curves: list[dict[str, Any]] = []
+        self.metric_curves: list[dict[str, Any]] = []  # the suites' metric families drawn as curves (pass@k over k)
         self.trial: TrialJudge | None = None  # a tuning trial's judge of its snapshots (harness.tune.trial)
 
     def execute(self) -> float | None:
@@ -77,6 +84,7 @@ class Job:
                 log.warning("%s", ignored)  # a frontier sweep sets kl_beta for every row, best-of-n's too
             algorithm = build_plugin(algorithm_config)
             suites, self.headline = build_suites(cfg.eval)
+            self.metric_curves = suite_curves(cfg.eval)
             start = time.perf_counter()
             self.logger.start(
                 config=self.config,
@@ -303,7 +311,8 @@ class Job:
             # the policy along its training, evaluated as the final one (harness.snapshots); [] without snapshots
             trajectory=list(trajectory or []),
             headline=self.headline,  # the comparison's leading columns, as the suites declared them
-            curves=self.curves,  # the training curves the algorithm declared worth plotting
+            # the training curves the algorithm declared worth plotting, and the suites' metric curves (pass@k over k)
+            curves=self.curves + self.metric_curves,
             cost=cost,
             stages={name: StageRecord.from_dict(record) for name, record in stage_summary(stages).items()},
             # a stage whose killed build this job resumed, and the step it resumed from
@@ -331,6 +340,15 @@ def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str,
         headline += headline_entries(name, declared.get("headline"))
         suites[name] = build_plugin(suite_config)
     return suites, headline
+
+
+def suite_curves(eval_config: Any) -> list[dict[str, Any]]:
+    """The metric curves every suite of the job declares (`curves:` in its YAML), in the order of `eval`."""
+    return [
+        entry
+        for name, node in eval_config.items()
+        for entry in metric_curve_entries(name, split_declarations(node)[1].get("curves"))
+    ]
 
 
 def check_num_prompts(cfg: DictConfig, run: Run) -> None:

@@ -18,7 +18,9 @@ beyond them (from a newer harness) is kept in `extra` and written back, so a res
     trajectory       the policy along training, evaluated as the final one (harness.snapshots): a list of points,
                      each {step, fraction (of training), metrics (eval/...)}; [] without snapshots
     headline         the comparison's leading columns as the suites declared them (harness.declarations)
-    curves           the training curves the algorithm declared worth plotting (harness.declarations)
+    curves           what the report draws as curves (harness.declarations): the training-log keys the algorithm
+                     declared worth plotting ({key, label, role}), and the suites' metric families over the number in
+                     their names ({key: eval/<suite>/pass_at_{k}, x: k, ...}: pass@k over k)
     cost             wall_s (seconds per stage, per eval suite, eval, startup, logger, train_job, job), built_now
                      (stage -> built by this job), tokens_trained (stage -> tokens), trainable_parameters
                      (stage -> [trainable, total]), tokens_generated (evaluation samples), peak_memory_mb

@@ -9,6 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.report import curves
 from harness.report.finished import INTRO, finished_lines
 from harness.report.plots import TITLES
 from harness.report.sections import Section
@@ -116,6 +117,18 @@ def _equal_kl(result: Any) -> list[str]:
     return parts
 
 
+def _metric_curves(comparison: Comparison) -> list[str]:
+    """A suite's metric family at the x values it lists (pass@k at k = 1, 4, 16, 64; harness.report.curves)."""
+    found = curves.tables(comparison)
+    parts = []
+    for title, header, rows in found:
+        cells = [[Cell(text, best) for text, best in row] for row in rows]
+        parts += [f"<h2>{html.escape(title)}</h2>", _table("metric-curve", header, cells)]
+    if found:
+        parts.append(f'<p class="meta">{html.escape(curves.caption(comparison))}</p>')
+    return parts
+
+
 def _finished(comparison: Comparison) -> list[str]:
     """The "Training finished?" section: which methods were still improving when they stopped (none when no job
     measured it)."""
@@ -161,6 +174,7 @@ def render(comparison: Comparison, figures: Mapping[str, bytes], sections: Seque
         parts += ["<h2>Pairwise differences</h2>", f'<p class="meta">{html.escape(pairwise_caption(comparison))}</p>']
         for title, pair_header, pair_rows in tables:
             parts += [f"<h3>{html.escape(title)}</h3>", _table("pairwise", pair_header, pair_rows)]
+    parts += _metric_curves(comparison)
     if comparison.at_equal_kl is not None:
         parts += _equal_kl(comparison.at_equal_kl)
     if problems := status_lines(sweep.jobs):

@@ -272,6 +272,45 @@ def proxy_vs_quality(comparison: Comparison) -> bytes | None:
     return _png(figure)
 
 
+def metric_curves(comparison: Comparison) -> bytes | None:
+    """One panel per metric curve a suite declared (harness.report.curves: pass@k over k), one line per group: its
+    mean at each x, and its band, the 95% interval over seeds or, for one seed, the job's own interval."""
+    from harness.report.curves import drawn, number, points
+
+    shown = drawn(comparison)
+    if not shown:
+        return None
+    plt = _pyplot()
+    palette = plt.get_cmap("tab10" if len(comparison.groups) <= 10 else "tab20")
+    figure, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), 3.8), squeeze=False)
+    for axis, (curve, xs) in zip(axes[0], shown, strict=True):
+        for index, group in enumerate(comparison.groups):
+            found = points(curve, group, xs)
+            if not found:
+                continue
+            colour = palette(index % palette.N)
+            x = np.array([p.x for p in found])
+            axis.plot(x, [p.mean for p in found], color=colour, marker="o", markersize=3, label=group.label)
+            low, high = np.array([p.low for p in found]), np.array([p.high for p in found])
+            band = np.isfinite(low) & np.isfinite(high)
+            if band.any():
+                axis.fill_between(x, low, high, where=band, color=colour, alpha=0.15, lw=0)
+        if curve.log_x:
+            axis.set_xscale("log", base=2)
+        axis.set_xticks(xs, [number(x) for x in xs], fontsize=8)
+        axis.minorticks_off()
+        if curve.bounds is not None and None not in curve.bounds:
+            low_bound, high_bound = curve.bounds
+            margin = 0.03 * (high_bound - low_bound)
+            axis.set_ylim(low_bound - margin, high_bound + margin)
+        axis.set_xlabel(curve.x_label + (" (log scale)" if curve.log_x else ""), fontsize=9)
+        axis.set_title(curve.label, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return _png(figure)
+
+
 def cost_bars(comparison: Comparison) -> bytes | None:
     """Mean wall seconds per group, split by stage (as built; shared stages count for every job)."""
     stage_names: list[str] = []
@@ -315,6 +354,7 @@ FIGURES: dict[str, Callable[[Comparison], bytes | None]] = {
     "metrics": metric_bars,
     "proxy_vs_quality": proxy_vs_quality,
     "training_curves": training_curves,
+    "metric_curves": metric_curves,
     "cost": cost_bars,
 }
 TITLES = {
@@ -322,6 +362,8 @@ TITLES = {
     "metrics": "Quality metrics with 95% intervals",
     "proxy_vs_quality": "Proxy reward vs the quality metric (RL on a learned reward)",
     "training_curves": "Training curves",
+    "metric_curves": "Metric curves the suites declare (pass@k over k): mean over seeds, band 95% over seeds, or over "
+    "problems for one seed",
     "cost": "Cost by stage",
     "overoptimisation": "Over-optimisation fits (Gao et al. 2022): gold gained against sqrt(KL)",
 }

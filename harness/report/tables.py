@@ -22,7 +22,7 @@ import io
 import math
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scipy import stats
@@ -84,10 +84,13 @@ def declared_headline(results: Iterable[Result]) -> list[Metric]:
 
 
 def declared_curves(results: Iterable[Result]) -> list[Curve]:
-    """The training curves the jobs' algorithms declared (result.json `curves`), their union in order."""
+    """The training curves the jobs' algorithms declared (result.json `curves`), their union in order; a suite's
+    metric curves, which `curves` holds too (entries with an `x`), are harness.report.curves'."""
     curves: dict[str, Curve] = {}
     for result in results:
         for entry in result.curves:
+            if "x" in entry:
+                continue
             curves.setdefault(entry["key"], Curve(entry["key"], entry.get("label") or entry["key"], entry.get("role")))
     return list(curves.values())
 
@@ -198,6 +201,7 @@ class Comparison:
     curves: list[Curve]  # the training curves the algorithms declared
     asked_baseline: str | None = None  # the baseline asked for (recorded with the sweep, or --baseline)
     kl_budgets: list[float] | None = None  # the KL budgets of "At equal KL" (None: harness.report.frontier's defaults)
+    metric_curves: list[Any] = field(default_factory=list)  # the suites' metric families (harness.report.curves)
 
     def role(self, role: str) -> Metric | None:
         """The first headline metric with this role that some job reports (quality, divergence, proxy)."""
@@ -247,6 +251,8 @@ def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] |
     """The comparison of a sweep's groups against `baseline` (default: the baseline recorded with the sweep;
     none when neither names one, or it is not a group of the sweep: then no paired differences). `kl_budgets`: the
     KLs its methods are compared at (default: those recorded with the sweep, else harness.report.frontier's)."""
+    from harness.report.curves import curve_bounds, declared_metric_curves
+
     groups = sweep.groups
     for group in groups:
         _with_cost(group)
@@ -258,6 +264,9 @@ def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] |
     for group in groups:  # every summary of these groups (table, CSV, plots) keeps to the declared bounds
         group.bounds = bounds
     present = metric_keys(groups, headline)
+    metric_curves = declared_metric_curves(results)
+    for group in groups:  # a curve's points keep to its bounds too (pass@k in [0, 1])
+        group.bounds = {**curve_bounds(metric_curves, present), **bounds}
     return Comparison(
         sweep,
         groups,
@@ -267,6 +276,7 @@ def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] |
         declared_curves(results),
         asked or None,
         kl_budgets if kl_budgets is not None else sweep.kl_budgets,
+        metric_curves,
     )
 
 
@@ -379,7 +389,7 @@ def headline_table(comparison: Comparison) -> str:
 
 
 def to_markdown(comparison: Comparison) -> str:
-    from harness.report import finished, frontier
+    from harness.report import curves, finished, frontier
 
     sweep = comparison.sweep
     cost_header, cost_rows = table_rows(comparison, COST, intervals=False)
@@ -401,6 +411,8 @@ def to_markdown(comparison: Comparison) -> str:
         parts += ["", "### Pairwise differences", "", pairwise_caption(comparison)]
         for title, pair_header, pair_rows in tables:
             parts += ["", f"**{title}**", "", markdown_table(pair_header, pair_rows)]
+    if lines := curves.to_markdown(comparison):  # a suite's metric family at the x it lists (pass@k at k = 1, 4, ...)
+        parts += ["", *lines]
     if comparison.at_equal_kl is not None:
         parts += ["", *frontier.to_markdown(comparison.at_equal_kl)]
     parts += ["", "### Cost (mean per job)", "", markdown_table(cost_header, cost_rows)]
