@@ -7,8 +7,12 @@ every other job's row i; where a job's prompts differ (a folder of runs with oth
 matched by prompt text (and occurrence, for a prompt asked twice) and the page says so.
 
 Disagreement: for one prompt and one seed, the spread (max - min) across methods of the per-sample quality score,
-`gold_reward` where the samples have it, else a held-out judge's `judge_score`. The prompts where the methods
-disagree most are where reading the completions teaches the most.
+`gold_reward` where the samples have it, else a held-out judge's `judge_score`, else a verifier's `correct` (a task
+whose answers are checked: eval=pass_at_k). The prompts where the methods disagree most are where reading the
+completions teaches the most.
+
+Scores are the per-sample numbers and verdicts the suites annotate; text is shown only for the short fields named in
+TEXT_KEYS (a verifier's final `answer`), not a baseline's completion or a judge's reasoning.
 
 Seeds: the page shows one seed's samples at a time (default: the lowest). A mean over seeds would mix scores of
 different completions into numbers no completion on screen has. Picking another seed keeps the prompt on screen (or,
@@ -34,10 +38,15 @@ from harness.report.aggregate import finite
 from harness.report.sections import Section
 from harness.results import SAMPLES_FILE
 
-QUALITY_KEYS = ("gold_reward", "judge_score")  # the per-sample quality score: the first one the samples have
+# the per-sample quality score: the first one the samples have (correct: the task's verifier, eval=pass_at_k)
+QUALITY_KEYS = ("gold_reward", "judge_score", "correct")
+TEXT_KEYS = ("answer",)  # short text shown beside the scores: the final answer a verifier read (eval=pass_at_k)
 SCORE_ORDER = (
     "gold_reward",
     "judge_score",
+    "correct",
+    "answer",
+    "format",
     "proxy_reward",
     "seq_kl",
     "completion_tokens",
@@ -54,6 +63,9 @@ LABELS = {
     "seq_kl": "KL (sequence)",
     "completion_tokens": "length (tokens)",
     "win_rate_outcome": "win vs baseline",
+    "correct": "correct (verifier)",
+    "answer": "final answer",
+    "format": "format reward",
 }
 NOT_SCORES = ("prompt", "completion")
 MAX_COMPLETION_CHARS = 2_000  # a longer completion is cut in the page (the W&B table keeps it whole)
@@ -178,7 +190,8 @@ def align(jobs: Sequence[JobSamples]) -> SampleTable:
 
 
 def _score_keys(rows: Sequence[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
-    """The keys whose values are all numbers or booleans (None aside), in display order, and how each is shown."""
+    """The keys whose values are all numbers or booleans (None aside), and those of TEXT_KEYS whose values are all
+    text, in display order, and how each is shown (bool, int, float, text)."""
     values: dict[str, list[Any]] = {}
     for row in rows:
         for key, value in row.items():
@@ -187,6 +200,9 @@ def _score_keys(rows: Sequence[dict[str, Any]]) -> tuple[list[str], dict[str, st
     kinds: dict[str, str] = {}
     for key, seen in values.items():
         present = [value for value in seen if value is not None]
+        if present and key in TEXT_KEYS and all(isinstance(value, str) for value in present):
+            kinds[key] = "text"
+            continue
         if not present or not all(isinstance(value, int | float) for value in present):
             continue  # text (a baseline's completion, a judge's verdict) or nothing
         if all(isinstance(value, bool) for value in present):
@@ -420,7 +436,7 @@ _SCRIPT = """
   const format = (value, kind) => {
     if (value === null || value === undefined) return "\\u2013";
     if (kind === "bool") return value ? "yes" : "no";
-    if (kind === "int") return String(value);
+    if (kind === "int" || kind === "text") return String(value);
     return Number(value).toFixed(3);
   };
   const seed = () => Number(seedPick.value);
@@ -563,7 +579,7 @@ def to_html(table: SampleTable) -> str:
             "seed; the highest and lowest are marked."
         )
     else:
-        how = "No per-sample quality score (gold_reward or judge_score): prompts cannot be sorted by disagreement."
+        how = f"No per-sample quality score ({' or '.join(QUALITY_KEYS)}): prompts cannot be sorted by disagreement."
     seeds = (
         "One seed's samples at a time (default: the lowest seed); scores are that seed's, not means over seeds."
         if len(table.seeds) > 1
