@@ -275,3 +275,10 @@ def test_the_sample_browser_shows_the_verdicts() -> None:
     assert data["labels"][:3] == ["correct (verifier)", "final answer", "format reward"]
     assert data["prompts"][1]["samples"][0][0]["s"][:2] == [0.0, "2"]
     assert data["prompts"][1]["samples"][0][1]["s"][:2] == [0.0, None]
+
+
+def test_ks_above_n_are_left_out() -> None:
+    """`eval.pass_at_k.n=16` alone works: the default ks' 64 is dropped, not an error."""
+    from plugins.evals.pass_at_k import PassAtKEval
+
+    assert PassAtKEval(n=16, ks=[1, 4, 16, 64]).ks == [1, 4, 16]
