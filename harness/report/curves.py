@@ -1,6 +1,6 @@
 """Metric curves: a family of a suite's metrics over the number in their names (pass@k over k), as the suite
-declares it in its YAML (`curves:`, harness.declarations; in result.json `curves`, entries with an `x`). The report draws each as one
-line per method (plots.metric_curves) and tabulates it at the x values the suite lists (`table`).
+declares it in its YAML (`curves:`, harness.declarations; in result.json `curves`, entries with an `x`). The report
+draws each as one line per method (plots.metric_curves) and tabulates it at the x values the suite lists (`table`).
 
 Intervals. A method with several seeds: the 95% t-interval over seeds, within the curve's declared bounds, as every
 table of the report. A method with one seed: the job's own interval where the suite reports one (`low`/`high`: for

@@ -45,12 +45,19 @@ from harness.api import (
 TOP_K, TOP_P = 0, 1.0
 
 
-def choose_best(scores: Sequence[float], ended: Sequence[bool], n: int, top_fraction: float = 1.0) -> list[int]:
+def choose_best(
+    scores: Sequence[float],
+    ended: Sequence[bool],
+    n: int,
+    top_fraction: float = 1.0,
+    min_reward: float | None = None,
+) -> list[int]:
     """Indexes of the kept samples, ascending. `scores` and `ended` hold consecutive groups of n samples of a prompt.
 
     Per group: the highest-scoring sample that ended with EOS (the first one on ties); a group where none ended
-    keeps nothing. Then only the `top_fraction` of groups with the highest best scores stay (at least one; ties at
-    the cut go to the earlier group).
+    keeps nothing, nor one whose best scores below `min_reward` (rejection sampling on a verifier: only right
+    answers are kept). Then only the `top_fraction` of groups with the highest best scores stay (at least one; ties
+    at the cut go to the earlier group).
     """
     if len(scores) != len(ended) or len(scores) % n:
         raise ValueError(f"{len(scores)} scores and {len(ended)} EOS flags do not form groups of {n}")
@@ -58,7 +65,9 @@ def choose_best(scores: Sequence[float], ended: Sequence[bool], n: int, top_frac
     for start in range(0, len(scores), n):
         finished = [i for i in range(start, start + n) if ended[i]]
         if finished:
-            best.append(max(finished, key=lambda i: scores[i]))  # max keeps the first of equal scores
+            top = max(finished, key=lambda i: scores[i])  # max keeps the first of equal scores
+            if min_reward is None or scores[top] >= min_reward:
+                best.append(top)
     keep = max(1, math.ceil(top_fraction * len(best))) if best else 0
     ranked = sorted(best, key=lambda i: -scores[i])  # stable: the earlier group wins a tie at the cut
     return sorted(ranked[:keep])
@@ -83,6 +92,7 @@ class RAFT:
         n: int = 4,
         prompts_per_round: int | None = 1024,
         top_fraction: float = 1.0,
+        min_reward: float | None = None,
         max_new_tokens: int = 40,
         temperature: float = 0.7,
         batch_size: int = 256,
@@ -105,6 +115,7 @@ class RAFT:
         self.n = n
         self.prompts_per_round = prompts_per_round
         self.top_fraction = top_fraction
+        self.min_reward = None if min_reward is None else float(min_reward)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.batch_size = batch_size
@@ -137,6 +148,7 @@ class RAFT:
             "trainer": plain(self.trainer),
             "seed": run.seed,
             "reward": reward.name,
+            **({"min_reward": self.min_reward} if self.min_reward is not None else {}),  # set: RFT's filter
         }
         inputs = {"policy": policy, **({"reward": reward.stages[-1]} if reward.stages else {})}
         build = lambda stage: self._train_round(run, number, stage, reward)  # noqa: E731
@@ -178,7 +190,7 @@ class RAFT:
         scores = check_rewards(reward.name, reward.fn(expanded, samples.completions))
         ended = ended_with_eos(samples.token_ids, tokenizer.eos_token_id)
         # 3. the best ended sample of each prompt (RAFT's per-prompt best-of-n; ReST's filter when top_fraction < 1)
-        kept = choose_best(scores, ended, self.n, self.top_fraction)
+        kept = choose_best(scores, ended, self.n, self.top_fraction, self.min_reward)
         if not kept:
             raise HarnessError(
                 f"{self.name} round {number}: none of {len(expanded)} samples emitted EOS within "
