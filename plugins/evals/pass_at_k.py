@@ -149,6 +149,7 @@ class PassAtKEval:
         self.extra_splits = dict(extra_splits or {})  # metric suffix -> the task's split (hard: hard_prompts)
         self.bootstrap_resamples = int(bootstrap_resamples)
         self.bootstrap_seed = int(bootstrap_seed)
+        self._records: list[dict[str, Any]] = []  # each problem's right samples, for pass_at_k.jsonl
         if above := [k for k in self.ks if k > self.n]:  # `eval.pass_at_k.n=16` alone keeps working
             log.warning("eval.%s.ks: %s above n=%d left out (k samples of n need k <= n)", name, above, self.n)
             self.ks = [k for k in self.ks if k <= self.n]
@@ -159,7 +160,8 @@ class PassAtKEval:
         verifier = context.run.verifier()  # a one-line error for a task that cannot check its answers
         self._annotate(context, verifier)
         prompts = context.prompts[: self.num_problems] if self.num_problems is not None else list(context.prompts)
-        metrics = self._measure(context, verifier, prompts)
+        self._records = []
+        metrics = self._measure(context, verifier, prompts, "eval")
         if context.completion_ids is not None and context.model is not None:
             _, entropies = context.policy_logprobs()
             flat = [h for row in entropies for h in row]
@@ -172,9 +174,21 @@ class PassAtKEval:
                          context.run.task.name, split, suffix)  # fmt: skip
                 continue
             extra = extra[: self.num_problems] if self.num_problems is not None else extra
-            found = self._measure(context, verifier, extra)
+            found = self._measure(context, verifier, extra, suffix)
             metrics.update({f"{key}_{suffix}": value for key, value in found.items()})
+        self._write_records(context)
         return metrics
+
+    def _write_records(self, context: EvalContext) -> None:
+        """Each problem's count of right samples in `<job>/pass_at_k.jsonl` (which problems a policy reaches at all:
+        experiment=yue compares them across policies). The job evaluates its final policy first and the snapshots
+        along training after it, so the first evaluation's file is kept."""
+        from harness.api import atomic_write_jsonl
+
+        assert context.run is not None
+        path = context.run.output_dir / "pass_at_k.jsonl"
+        if not path.exists():
+            atomic_write_jsonl(path, self._records)
 
     @staticmethod
     def _annotate(context: EvalContext, verifier: Any) -> None:
@@ -185,13 +199,18 @@ class PassAtKEval:
         if (answers := verifier.answers(context.prompts, context.completions)) is not None:
             context.annotate("answer", answers)
 
-    def _measure(self, context: EvalContext, verifier: Any, prompts: Sequence[str]) -> dict[str, float]:
+    def _measure(
+        self, context: EvalContext, verifier: Any, prompts: Sequence[str], split: str = "eval"
+    ) -> dict[str, float]:
         n = self.n
         expanded = [prompt for prompt in prompts for _ in range(n)]
         completions, lengths = self._sample(context, expanded)
         scores = verifier.verify(expanded, completions)
         per_problem = [scores[i * n : (i + 1) * n] for i in range(len(prompts))]
         passed = [sum(score >= 1.0 for score in row) for row in per_problem]
+        self._records.extend(
+            {"split": split, "prompt": p, "right": c, "n": n} for p, c in zip(prompts, passed, strict=True)
+        )
         ks = tabulated_ks(n, self.ks)
         columns = {f"pass_at_{k}": [pass_at_k(n, c, k) for c in passed] for k in ks}
         answers = verifier.answers(expanded, completions)
