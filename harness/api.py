@@ -14,6 +14,7 @@ What is here:
   (`load_policy`, `sample_completions`, `token_logprobs`), chat rendering, LoRA adapters, range declarations
   (`allowed`, `check_fields`), guards on rewards and prompt lengths, atomic writes, progress for a sweep's view,
   the cores a build may use now (`build_cores`: its own and those its waiting jobs lend it);
+- a section of the report (`Section`) for a plugin that adds one (an entry point of `harness.report_sections`);
 - verifiable tasks (`Verifier`, `is_verifiable`: `run.verifier()` checks completions against a task's problems).
 """
 
@@ -73,6 +74,7 @@ from harness.protocols import (
     Task,
 )
 from harness.ranges import allowed, check_fields
+from harness.report.sections import Section
 from harness.results import redact_overrides
 from harness.schema import plain
 from harness.snapshots import of_stage as snapshots_of
@@ -101,6 +103,7 @@ __all__ = [
     "Run",
     "Sampled",
     "Sampler",
+    "Section",
     "Snapshot",
     "StageOutput",
     "Task",
