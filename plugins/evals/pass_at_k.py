@@ -40,6 +40,8 @@ from harness.api import EvalContext, HarnessError
 
 log = logging.getLogger(__name__)
 
+RECORDS_FILE = "pass_at_k.jsonl"  # each problem's right samples, in the job's folder (plugins/evals/reach.py reads it)
+
 
 # -- the estimators -------------------------------------------------------------------------------------------------
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -186,7 +188,7 @@ class PassAtKEval:
         from harness.api import atomic_write_jsonl
 
         assert context.run is not None
-        path = context.run.output_dir / "pass_at_k.jsonl"
+        path = context.run.output_dir / RECORDS_FILE
         if not path.exists():
             atomic_write_jsonl(path, self._records)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.api import Section
+from plugins.evals.pass_at_k import RECORDS_FILE  # what eval=pass_at_k writes into each job folder
 
 KEY, TITLE = "reach", "Reach beyond the base model"
-RECORDS_FILE = "pass_at_k.jsonl"  # what plugins/evals/pass_at_k.py writes into each job folder
 BASE = "base"  # the algorithm whose reach the others are measured against (conf/algorithm/base.yaml)
 FIRST_SPLIT = "eval"  # pass_at_k's evaluation problems; its extra splits (hard) follow in the order the base has them
 CITATION = (
