@@ -43,6 +43,24 @@ def test_choose_best_top_fraction_keeps_the_prompts_with_the_highest_best() -> N
         choose_best(scores[:7], ended[:7], n=2)
 
 
+def test_choose_best_min_reward_drops_prompts_whose_best_falls_short_before_top_fraction() -> None:
+    """Five prompts, n=2 (indexes 0-1, 2-3, 4-5, 6-7, 8-9), min_reward=0.5.
+
+    Prompt 1: best 0.9 (index 0). Prompt 2: best 0.6 (index 3). Prompt 3: best 0.5 (index 4: equal to min_reward
+    is enough). Prompt 4: best 0.4 -> nothing. Prompt 5: 0.95 never emitted EOS, and the one that did (0.2) falls
+    short -> nothing. Kept: [0, 3, 4].
+    top_fraction=0.5 then applies to the 3 prompts left, not the 5: ceil(0.5 * 3) = 2 -> the 0.9 and the 0.6
+    (over all 5 it would be ceil(2.5) = 3, all of them). Every best short of min_reward: nothing at all.
+    """
+    scores = [0.9, 0.1, 0.3, 0.6, 0.5, 0.5, 0.4, 0.0, 0.95, 0.2]
+    ended = [True] * 8 + [False, True]
+    assert choose_best(scores, ended, n=2, min_reward=0.5) == [0, 3, 4]
+    assert choose_best(scores, ended, n=2, top_fraction=0.5, min_reward=0.5) == [0, 3]
+    assert choose_best(scores, ended, n=2, top_fraction=1e-9, min_reward=0.5) == [0]
+    assert choose_best(scores, ended, n=2, min_reward=1.0) == []  # a verifier's 1.0: no right answer, nothing kept
+    assert choose_best([0.0, 1.0, 0.0, 0.0], [True] * 4, n=2, min_reward=1.0) == [1]
+
+
 def test_ended_with_eos_reads_the_last_sampled_token() -> None:
     eos = 2
     assert ended_with_eos([[5, 6, eos], [5, 6, 7], [], [eos]], eos) == [True, False, False, True]
