@@ -95,10 +95,6 @@ def test_the_verifier_reads_negative_answers() -> None:
     assert TASK.final_answer({"answer": -3}, "answer -3") == "-3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins/tasks/arithmetic.py ANSWER matches the integer prefix of `12.5` and `12abc` (see the report)",
-)
 def test_the_verifier_reads_a_whole_number_only() -> None:
     assert TASK.verify(TWELVE, "answer 12.5") == 0.0
     assert TASK.verify(TWELVE, "answer 12abc") == 0.0
@@ -247,3 +243,13 @@ def test_a_chain_longer_than_pretraining_is_one_line(compose, override: str, nam
         build_plugin(cfg.task)
     message = str(error.value)
     assert "\n" not in message and named in message and "task.max_steps=5" in message, message
+
+
+def test_settings_that_cannot_be_met_are_one_line_errors(tmp_path: Path) -> None:
+    """Fewer distinct problems exist than a split asks for, or no first operand fits under max_value: one line each,
+    never a loop without end or an IndexError from inside the draw."""
+    with pytest.raises(HarnessError, match=r"task.num_eval_prompts=16: only \d+ distinct problems") as error:
+        Arithmetic(steps=[1], hard_steps=1, max_operand=2, num_eval_prompts=16).build_datasets(tmp_path / "d")
+    assert "\n" not in str(error.value)
+    with pytest.raises(HarnessError, match=r"task.max_operand=9 > task.max_value=3"):
+        Arithmetic(max_value=3, max_operand=9)

@@ -191,6 +191,12 @@ class RAFT:
         ended = ended_with_eos(samples.token_ids, tokenizer.eos_token_id)
         # 3. the best ended sample of each prompt (RAFT's per-prompt best-of-n; ReST's filter when top_fraction < 1)
         kept = choose_best(scores, ended, self.n, self.top_fraction, self.min_reward)
+        if not kept and any(ended):
+            raise HarnessError(
+                f"{self.name} round {number}: no problem's best of {self.n} samples reached algorithm.min_reward="
+                f"{self.min_reward} (the best scored {max(scores)}); expected more samples (algorithm.n) or a lower "
+                "min_reward"
+            )
         if not kept:
             raise HarnessError(
                 f"{self.name} round {number}: none of {len(expanded)} samples emitted EOS within "

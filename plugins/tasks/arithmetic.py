@@ -30,8 +30,8 @@ from typing import Any
 
 from harness.api import HarnessError
 
-ANSWER = re.compile(r"answer\s+(-?\d+)")
-FORMAT = re.compile(r"(?:^|,\s*)answer\s+-?\d+\s*$")
+ANSWER = re.compile(r"answer\s+(-?\d+)(?![\w.])")  # a whole number: `answer 12.5` and `answer 12abc` give none
+FORMAT = re.compile(r"(?:^|,\s*)answer\s+-?\d+(?![\w.])\s*$")
 
 
 def problem_text(values: Sequence[int], ops: Sequence[str]) -> str:
@@ -73,6 +73,11 @@ class Arithmetic:
             raise HarnessError(
                 f"task.steps={steps}, task.hard_steps={hard_steps}: expected steps between 1 and task.max_steps="
                 f"{max_steps}, the longest chain the base model is pretrained on"
+            )
+        if max_operand > max_value:
+            raise HarnessError(
+                f"task.max_operand={max_operand} > task.max_value={max_value}: no first operand fits; expected "
+                "max_operand <= max_value"
             )
         self.name = name
         self.seed = seed
@@ -147,11 +152,18 @@ class Arithmetic:
         return [{"role": "assistant", "content": text}] if self.chat else " " + text
 
     def _problems(self, split: str, steps: Sequence[int], excluded: set[str]) -> list[dict[str, Any]]:
-        rng, rows, seen = self._rng(split), [], set()
+        rng, rows, seen, wasted = self._rng(split), [], set(), 0
         while len(rows) < self.sizes[split]:
             values, ops = self._problem(rng, rng.choice(list(steps)))
             text = self._prompt_text(values, ops)
             if text in excluded or text in seen:
+                wasted += 1
+                if wasted > 100 * self.sizes[split]:
+                    raise HarnessError(
+                        f"task.num_{split}={self.sizes[split]}: only {len(rows)} distinct problems of {list(steps)} "
+                        f"steps were found beside the other splits; expected fewer problems or larger max_value/"
+                        "max_operand"
+                    )
                 continue
             seen.add(text)
             rows.append(
