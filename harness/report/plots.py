@@ -225,6 +225,37 @@ def training_curves(comparison: Comparison) -> bytes | None:
     return _png(figure)
 
 
+def shared_training_curves(comparison: Comparison) -> bytes | None:
+    """One panel per training curve that several methods declare (the GRPO family's reward and entropy), a line per
+    method (mean over seeds): how they differ along training, on one axis (Cui et al. 2025: reward rises as entropy is
+    spent)."""
+    shared: dict[str, list[tuple[Group, str, list]]] = {}
+    for group in comparison.groups:
+        for curve in group_curves(group)[:-1]:  # declared ones only, not the fallback
+            if curves := _curves(group, curve.key):
+                shared.setdefault(curve.key, []).append((group, curve.label, curves))
+    panels = [(key, lines) for key, lines in shared.items() if len(lines) >= 2]
+    if not panels:
+        return None
+    plt = _pyplot()
+    colours = _colours(comparison.groups)
+    columns = min(2, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.5 * rows), squeeze=False)
+    for axis, (_, lines) in zip(axes.flat, panels, strict=False):
+        for group, _, curves in lines:
+            steps, mean, _, _ = _mean_curve(curves)
+            axis.plot(steps, mean, color=colours[group.algorithm], label=group.label, linewidth=1.2)
+        axis.set_title(lines[0][1], fontsize=9)
+        axis.set_xlabel("step", fontsize=8)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncols=2)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.axis("off")
+    figure.tight_layout()
+    return _png(figure)
+
+
 def _role_curve(group: Group, role: str) -> list[tuple[np.ndarray, np.ndarray]]:
     curve = next((c for c in group_curves(group) if c.role == role), None)
     return _curves(group, curve.key) if curve is not None else []
@@ -354,6 +385,7 @@ FIGURES: dict[str, Callable[[Comparison], bytes | None]] = {
     "metrics": metric_bars,
     "proxy_vs_quality": proxy_vs_quality,
     "training_curves": training_curves,
+    "shared_training_curves": shared_training_curves,
     "metric_curves": metric_curves,
     "cost": cost_bars,
 }
@@ -362,6 +394,7 @@ TITLES = {
     "metrics": "Quality metrics with 95% intervals",
     "proxy_vs_quality": "Proxy reward vs the quality metric (RL on a learned reward)",
     "training_curves": "Training curves",
+    "shared_training_curves": "Training curves several methods share: a line per method, mean over seeds",
     "metric_curves": "Metric curves the suites declare (pass@k over k): mean over seeds, band 95% over seeds, or over "
     "problems for one seed",
     "cost": "Cost by stage",
