@@ -101,8 +101,8 @@ class Verifier:
         except KeyError:
             shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
             raise HarnessError(
-                f"verifier: prompt {shown!r} is none of task {self.task.name!r}'s problems; expected a prompt of its "
-                "datasets"
+                f"verifier: prompt {shown!r} is not one of the problems of task {self.task.name!r}; expected a prompt "
+                "of its datasets"
             ) from None
 
     def _each(self, check: Callable[[Any, str], Any], prompts: Sequence[str], completions: Sequence[str]) -> list:
