@@ -60,11 +60,11 @@ def _jobs(processes: int) -> dict[str, list[str]]:
     }
 
 
-def _run(processes: int, root: Path) -> dict[str, dict]:
+def _run(processes: int, root: Path, cache: Path) -> dict[str, dict]:
     results = {}
     for name, overrides in _jobs(processes).items():
         run_dir = root / "runs" / name
-        args = [*overrides, *COMMON, f"results_dir={root}", f"hydra.run.dir={run_dir}"]
+        args = [*overrides, *COMMON, f"results_dir={root}", f"cache_dir={cache}", f"hydra.run.dir={run_dir}"]
         if processes == 1:
             done = run_harness(*args)
         else:
@@ -77,13 +77,17 @@ def _run(processes: int, root: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[dict, dict]:
-    return _run(1, tmp_path_factory.mktemp("one")), _run(2, tmp_path_factory.mktemp("two"))
+    """One stage cache: the data and base model are built once; every trained stage differs between the two (the
+    per-process batch is in its key), so each is trained under its own number of processes."""
+    cache = tmp_path_factory.mktemp("cache")
+    return _run(1, tmp_path_factory.mktemp("one"), cache), _run(2, tmp_path_factory.mktemp("two"), cache)
 
 
 @pytest.mark.parametrize("algorithm", ["sft", "dpo", "ppo", "reinforce_pp"])
 def test_two_processes_match_one(runs, algorithm: str) -> None:
     one, two = runs[0][algorithm], runs[1][algorithm]
     assert one["status"] == two["status"] == "complete"
+    assert one["stages"][algorithm]["key"] != two["stages"][algorithm]["key"]  # trained apart, not shared
     for key in COMPARED:
         a, b = one["metrics"], two["metrics"]
         tolerance = 3 * math.hypot(a[f"{key}_stderr"], b[f"{key}_stderr"])

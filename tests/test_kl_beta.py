@@ -32,6 +32,9 @@ TRL_KNOBS = {
     "rloo": ("sequence", None),
     "grpo": ("grpo", "reward_std"),
     "dapo": ("grpo", "reward_std"),
+    "gspo": ("grpo", "reward_std"),  # GRPO's loss with a sequence ratio: the same KL term, the same conversion
+    "cispo": ("grpo", "reward_std"),
+    "sapo": ("grpo", "reward_std"),
     "dr_grpo": ("grpo", None),
 }
 PPO_KNOBS = ("ppo", "reinforce_pp")  # our trainer: `kl_coef: ${default:${kl_beta},...}`, kind sequence
