@@ -165,11 +165,12 @@ def test_base_seeds_that_drew_differently_are_a_union(tmp_path: Path) -> None:
 
 
 def test_a_sweep_over_rlvr_settings_finds_its_base_by_algorithm(tmp_path: Path) -> None:
-    """experiment=yue sweeps `+rlvr=base,sft,grpo,rft`: the groups are named by algorithm, the base found by it."""
-    write_multirun(tmp_path, {"+rlvr": "base,grpo", "seed": "0,1"}, baseline=None)
+    """experiment=yue sweeps `+method=rlvr/base,rlvr/sft,...`: the groups are named by algorithm, the base found by
+    it."""
+    write_multirun(tmp_path, {"+method": "rlvr/base,rlvr/grpo", "seed": "0,1"}, baseline=None)
     for number, (method, seed) in enumerate([("base", 0), ("base", 1), ("grpo", 0), ("grpo", 1)]):
         folder = make_job(tmp_path, number, method, seed, {"eval/pass_at_k/pass_at_1": 0.5}, headline=HEADLINE,
-                          extra_overrides=(f"+rlvr={method}",))  # fmt: skip
+                          extra_overrides=(f"+method=rlvr/{method}",))  # fmt: skip
         write_records(folder, RIGHT[(method, seed)])
     section = section_of(tmp_path)
     assert section.summary["reach/grpo/eval/beyond_base"] == pytest.approx(0.25)

@@ -293,10 +293,8 @@ class Sweep:
     @property
     def groups(self) -> list[Group]:
         # a method (conf/method/: an algorithm with the groups it needs, e.g. PPO-GT) names its group as an
-        # algorithm does: by the algorithm's own name, not as a setting beside it; so does a method at a testbed's
-        # settings (conf/rlvr/: +rlvr=grpo is algorithm grpo)
-        named = ("algorithm", "seed", "method", "+method", "rlvr", "+rlvr")
-        grouping = [key for key in self.swept if key not in named]
+        # algorithm does: by the algorithm's own name, not as a setting beside it
+        grouping = [key for key in self.swept if key not in ("algorithm", "seed", "method", "+method")]
         groups: dict[tuple, Group] = {}
         for job in self.jobs:
             recorded = job.result.algorithm if job.result is not None else None
