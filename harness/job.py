@@ -83,8 +83,7 @@ class Job:
             if ignored := kl_beta_warning(cfg.algorithm.name, cfg.get("kl_beta"), declared):
                 log.warning("%s", ignored)  # a frontier sweep sets kl_beta for every row, best-of-n's too
             algorithm = build_plugin(algorithm_config)
-            suites, self.headline = build_suites(cfg.eval)
-            self.metric_curves = suite_curves(cfg.eval)
+            suites, self.headline, self.metric_curves = build_suites(cfg.eval)
             start = time.perf_counter()
             self.logger.start(
                 config=self.config,
@@ -330,25 +329,18 @@ class Job:
         return result.write(self.output_dir)
 
 
-def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str, Any]]]:
-    """Every eval suite of the job, built from its config without its declarations, and the headline metrics
-    they declare, in the order of `eval`."""
+def build_suites(eval_config: Any) -> tuple[dict[str, EvalSuite], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every eval suite of the job, built from its config without its declarations, the headline metrics they
+    declare and the metric curves they declare (`curves:`, pass@k over k), in the order of `eval`."""
     suites: dict[str, EvalSuite] = {}
     headline: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
     for name, node in eval_config.items():
         suite_config, declared = split_declarations(node)
         headline += headline_entries(name, declared.get("headline"))
+        curves += metric_curve_entries(name, declared.get("curves"))
         suites[name] = build_plugin(suite_config)
-    return suites, headline
-
-
-def suite_curves(eval_config: Any) -> list[dict[str, Any]]:
-    """The metric curves every suite of the job declares (`curves:` in its YAML), in the order of `eval`."""
-    return [
-        entry
-        for name, node in eval_config.items()
-        for entry in metric_curve_entries(name, split_declarations(node)[1].get("curves"))
-    ]
+    return suites, headline, curves
 
 
 def check_num_prompts(cfg: DictConfig, run: Run) -> None:

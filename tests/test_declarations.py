@@ -141,7 +141,7 @@ def test_the_repository_suites_build_with_their_declarations(compose) -> None:
 
     cfg = compose(["logger=none"])
     apply_smoke(cfg)  # as a job does first: drops the plugins' `smoke:` blocks
-    suites, headline = build_suites(cfg.eval)
+    suites, headline, _ = build_suites(cfg.eval)
     assert list(suites) == ["gold", "kl", "diversity", "win_rate"]
     assert headline == suite_headline()
 

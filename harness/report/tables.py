@@ -260,13 +260,14 @@ def compare(sweep: Sweep, baseline: str | None = None, kl_budgets: list[float] |
     labels = {group.label for group in groups}
     results = [job.result for job in sweep.jobs if job.result is not None]
     headline = name_judges(declared_headline(results) or undeclared_headline(groups), groups)
-    bounds = {metric.key: metric.bounds for metric in headline if metric.bounds is not None}
-    for group in groups:  # every summary of these groups (table, CSV, plots) keeps to the declared bounds
-        group.bounds = bounds
     present = metric_keys(groups, headline)
     metric_curves = declared_metric_curves(results)
-    for group in groups:  # a curve's points keep to its bounds too (pass@k in [0, 1])
-        group.bounds = {**curve_bounds(metric_curves, present), **bounds}
+    # every summary of these groups (table, CSV, plots) keeps to the declared bounds: the headline's, and a curve's
+    # points to the curve's (pass@k in [0, 1])
+    bounds = {metric.key: metric.bounds for metric in headline if metric.bounds is not None}
+    bounds = {**curve_bounds(metric_curves, present), **bounds}
+    for group in groups:
+        group.bounds = bounds
     return Comparison(
         sweep,
         groups,
