@@ -14,7 +14,8 @@ What is here:
   (`load_policy`, `sample_completions`, `token_logprobs`), chat rendering, LoRA adapters, range declarations
   (`allowed`, `check_fields`), guards on rewards and prompt lengths, atomic writes, progress for a sweep's view,
   the cores a build may use now (`build_cores`: its own and those its waiting jobs lend it);
-- a section of the report (`Section`) for a plugin that adds one (an entry point of `harness.report_sections`);
+- a section of the report (`Section`, and `job_files`: what each job of a report group wrote) for a plugin that adds
+  one (an entry point of `harness.report_sections`);
 - verifiable tasks (`Verifier`, `is_verifiable`: `run.verifier()` checks completions against a task's problems).
 """
 
@@ -74,7 +75,7 @@ from harness.protocols import (
     Task,
 )
 from harness.ranges import allowed, check_fields
-from harness.report.sections import Section
+from harness.report.sections import Section, job_files
 from harness.results import redact_overrides
 from harness.schema import plain
 from harness.snapshots import of_stage as snapshots_of
@@ -85,7 +86,6 @@ from harness.verifiable import PROBLEM_SPLITS, Verifier, is_verifiable
 
 __all__ = [
     "ADAPTER_WEIGHTS",
-    "PROBLEM_SPLITS",
     "Algorithm",
     "EvalContext",
     "EvalSuite",
@@ -106,6 +106,7 @@ __all__ = [
     "Section",
     "Snapshot",
     "StageOutput",
+    "PROBLEM_SPLITS",
     "Task",
     "TrainingBuild",
     "TrainingStage",
@@ -128,6 +129,7 @@ __all__ = [
     "is_conversation",
     "is_peft_model",
     "is_verifiable",
+    "job_files",
     "joinable",
     "keep_last",
     "length_groups",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.aggregate import finite
-from harness.report.sections import Section
+from harness.report.sections import Section, job_files
 from harness.results import SAMPLES_FILE
 
 # the per-sample quality score: the first one the samples have (correct: the task's verifier, eval=pass_at_k)
@@ -238,18 +238,13 @@ def job_samples(groups: Sequence[Any]) -> tuple[list[JobSamples], list[str]]:
     jobs: list[JobSamples] = []
     notes: list[str] = []
     for group in groups:
-        for job in group.complete:
-            path = Path(job.dir) / SAMPLES_FILE if job.dir is not None else None
-            name = Path(job.dir).name if job.dir is not None else f"{group.label} seed {job.seed}"
-            if path is None or not path.exists():
-                notes.append(f"{name}: no {SAMPLES_FILE}")
-                continue
-            try:
-                rows = read_samples(path)
-            except (OSError, ValueError) as error:
-                notes.append(f"{name}: left out: {error}")
-                continue
-            jobs.append(JobSamples(group.label, str(job.seed), rows, name))
+        for found in job_files(group, SAMPLES_FILE, read_samples):
+            if found.missing:
+                notes.append(f"{found.name}: no {SAMPLES_FILE}")
+            elif found.error is not None:
+                notes.append(f"{found.name}: left out: {found.error}")
+            else:
+                jobs.append(JobSamples(group.label, str(found.job.seed), found.content, found.name))
     return jobs, notes
 
 

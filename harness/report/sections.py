@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("harness")
@@ -36,6 +37,37 @@ class Section:
 
 
 Producer = Callable[[Any], "Section | None"]  # the sweep's comparison -> its section, or None
+
+
+@dataclass
+class JobFile:
+    """What one complete job of a report group wrote in its folder under a name: `content` as `read` made it, or why
+    there is none (`missing`: no such file; `error`: it did not read)."""
+
+    job: Any
+    name: str  # the job's folder name (or "<group> seed <seed>" for a job without one)
+    content: Any = None
+    missing: bool = False
+    error: str | None = None
+
+
+def job_files(group: Any, filename: str, read: Callable[[Path], Any]) -> list[JobFile]:
+    """The file `filename` of each complete job of `group` (a report group), read by `read`; a read that raises
+    OSError or ValueError is kept as the job's `error`. What sections built from per-job files (the samples, a
+    suite's records) all read."""
+    found = []
+    for job in group.complete:
+        folder = Path(job.dir) if job.dir is not None else None
+        name = folder.name if folder is not None else f"{group.label} seed {job.seed}"
+        path = folder / filename if folder is not None else None
+        if path is None or not path.is_file():
+            found.append(JobFile(job, name, missing=True))
+            continue
+        try:
+            found.append(JobFile(job, name, content=read(path)))
+        except (OSError, ValueError) as error:
+            found.append(JobFile(job, name, error=str(error)))
+    return found
 
 
 def producers() -> list[tuple[str, Producer]]:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.api import Section
+from harness.api import Section, job_files
 from plugins.evals.pass_at_k import RECORDS_FILE  # what eval=pass_at_k writes into each job folder
 
 KEY, TITLE = "reach", "Reach beyond the base model"
@@ -109,18 +109,14 @@ def group_records(group: Any) -> tuple[list[JobRecords], list[str]]:
     """The pass_at_k.jsonl of each complete job of a report group, and a note for each job left out."""
     jobs: list[JobRecords] = []
     notes: list[str] = []
-    for job in group.complete:
-        name = Path(job.dir).name if job.dir is not None else f"{group.label} seed {job.seed}"
-        path = Path(job.dir) / RECORDS_FILE if job.dir is not None else None
-        if path is None or not path.is_file():
-            notes.append(f"{name} ({group.label} seed {job.seed}): no {RECORDS_FILE}, left out")
-            continue
-        try:
-            splits = read_records(path)
-        except (OSError, ValueError) as error:
-            notes.append(f"{name} ({group.label} seed {job.seed}): {RECORDS_FILE} left out: {error}")
-            continue
-        jobs.append(JobRecords(group.label, str(job.seed), name, splits))
+    for found in job_files(group, RECORDS_FILE, read_records):
+        who = f"{found.name} ({group.label} seed {found.job.seed})"
+        if found.missing:
+            notes.append(f"{who}: no {RECORDS_FILE}, left out")
+        elif found.error is not None:
+            notes.append(f"{who}: {RECORDS_FILE} left out: {found.error}")
+        else:
+            jobs.append(JobRecords(group.label, str(found.job.seed), found.name, found.content))
     return jobs, notes
 
 
