@@ -82,7 +82,7 @@ from harness.snapshots import of_stage as snapshots_of
 from harness.snapshots import requested as snapshots_requested
 from harness.train_stage import TrainingBuild, TrainingStage, link_policy, training_log
 from harness.training import Fitted, MetricsRecorder, fit, trainer_args, truncate_history
-from harness.verifiable import PROBLEM_SPLITS, Verifier, is_verifiable
+from harness.verifiable import Verifier, is_verifiable
 
 __all__ = [
     "ADAPTER_WEIGHTS",
@@ -106,7 +106,6 @@ __all__ = [
     "Section",
     "Snapshot",
     "StageOutput",
-    "PROBLEM_SPLITS",
     "Task",
     "TrainingBuild",
     "TrainingStage",

@@ -23,7 +23,6 @@ verdicts.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,8 +129,6 @@ class Verifier:
             return None
         return [None if a is None else str(a) for a in self._each(self.task.final_answer, prompts, completions)]
 
-    def accuracy(self, prompts: Sequence[str], completions: Sequence[str]) -> float:
-        return statistics.fmean(self.verify(prompts, completions)) if prompts else float("nan")
 
 
 def problem_table(splits: Mapping[str, Any], render: Callable[[Any], str]) -> dict[str, dict[str, Any]]:

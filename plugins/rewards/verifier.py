@@ -26,7 +26,7 @@ class VerifierReward:
             correct = verifier.verify(prompts, completions)
             if not weight:
                 return correct
-            shape = verifier.format(prompts, completions) or [0.0] * len(correct)
+            shape = verifier.format(prompts, completions)  # the task has one: load refused a weight without it
             return [c + weight * f for c, f in zip(correct, shape, strict=True)]
 
         return Reward(name=self.name, fn=score, is_gold=True)

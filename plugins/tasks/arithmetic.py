@@ -38,6 +38,16 @@ def problem_text(values: Sequence[int], ops: Sequence[str]) -> str:
     return " ".join([str(values[0]), *(f"{op} {v}" for op, v in zip(ops, values[1:], strict=True))])
 
 
+def parse_problem(prompt: str) -> tuple[list[int], list[str]]:
+    """`compute 14 + 7 - 9 :` (or the text before a solution) -> its operands and operations: problem_text read back."""
+    words = prompt.removeprefix("compute ").partition(":")[0].split()
+    return [int(v) for v in words[::2]], words[1::2]
+
+
+def step(total: int, op: str, value: int) -> int:
+    return total + value if op == "+" else total - value
+
+
 def final_number(completion: str) -> int | None:
     """The number after the last `answer` of a completion (None: it gives no answer)."""
     found = ANSWER.findall(completion)
@@ -112,7 +122,7 @@ class Arithmetic:
             operand = rng.randint(1, self.max_operand)
             choices = [op for op, ok in (("+", total + operand <= self.max_value), ("-", total - operand >= 0)) if ok]
             op = rng.choice(choices)
-            total = total + operand if op == "+" else total - operand
+            total = step(total, op, operand)
             values.append(operand)
             ops.append(op)
         return values, ops
@@ -121,7 +131,7 @@ class Arithmetic:
     def answer(values: Sequence[int], ops: Sequence[str]) -> int:
         total = values[0]
         for op, v in zip(ops, values[1:], strict=True):
-            total = total + v if op == "+" else total - v
+            total = step(total, op, v)
         return total
 
     def solution(
@@ -131,7 +141,7 @@ class Arithmetic:
         corpus), and the chain goes on from the wrong value."""
         parts, total = [], values[0]
         for op, v in zip(ops, values[1:], strict=True):
-            result = total + v if op == "+" else total - v
+            result = step(total, op, v)
             if rng is not None and rng.random() < self.p_step_error:
                 result = max(0, result + rng.choice((-2, -1, 1, 2)))
             parts.append(f"{total} {op} {v} = {result}")
@@ -222,10 +232,7 @@ class Arithmetic:
         }
 
     def _corpus_correct(self, text: str) -> float:
-        prompt, _, solution = text.partition(" : ")
-        numbers = prompt.removeprefix("compute ").split()
-        values, ops = [int(v) for v in numbers[::2]], numbers[1::2]
-        return float(final_number(solution) == self.answer(values, ops))
+        return float(final_number(text.partition(" : ")[2]) == self.answer(*parse_problem(text)))
 
     # -- the verifier -----------------------------------------------------------------------------------
     def gold(self) -> None:
@@ -272,9 +279,6 @@ class Arithmetic:
         }
 
     def _problem_row(self, prompt: Any) -> dict[str, Any]:
-        text = (
-            prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-        )
-        numbers = text.removeprefix("compute ").removesuffix(":").split()
-        values, ops = [int(v) for v in numbers[::2]], numbers[1::2]
-        return {"answer": self.answer(values, ops)}
+        if not isinstance(prompt, str):
+            prompt = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+        return {"answer": self.answer(*parse_problem(prompt))}
