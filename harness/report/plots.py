@@ -206,12 +206,9 @@ def training_curves(comparison: Comparison) -> bytes | None:
                 break
     if not panels:
         return None
-    plt = _pyplot()
     colours = _colours(comparison.groups)
-    columns = min(3, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
-    for axis, (group, key, curves) in zip(axes.flat, panels, strict=False):
+    figure, axes = _panel_grid(len(panels), columns=3, size=(4, 3))
+    for axis, (group, key, curves) in zip(axes, panels, strict=True):
         steps, mean, low, high = _mean_curve(curves)
         colour = colours[group.algorithm]
         axis.plot(steps, mean, color=colour)
@@ -219,10 +216,18 @@ def training_curves(comparison: Comparison) -> bytes | None:
         axis.set_title(f"{group.label}: {key}", fontsize=9)
         axis.set_xlabel("step", fontsize=8)
         axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(panels) :]:
-        axis.axis("off")
     figure.tight_layout()
     return _png(figure)
+
+
+def _panel_grid(panels: int, columns: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
+    """A figure of `panels` axes, up to `columns` a row, each `size` inches; the grid's spare axes hidden."""
+    columns = min(columns, panels)
+    rows = math.ceil(panels / columns)
+    figure, axes = _pyplot().subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False)
+    for axis in list(axes.flat)[panels:]:
+        axis.axis("off")
+    return figure, list(axes.flat)[:panels]
 
 
 def shared_training_curves(comparison: Comparison) -> bytes | None:
@@ -237,12 +242,9 @@ def shared_training_curves(comparison: Comparison) -> bytes | None:
     panels = [(key, lines) for key, lines in shared.items() if len(lines) >= 2]
     if not panels:
         return None
-    plt = _pyplot()
     colours = _colours(comparison.groups)
-    columns = min(2, len(panels))
-    rows = math.ceil(len(panels) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3.5 * rows), squeeze=False)
-    for axis, (_, lines) in zip(axes.flat, panels, strict=False):
+    figure, axes = _panel_grid(len(panels), columns=2, size=(6, 3.5))
+    for axis, (_, lines) in zip(axes, panels, strict=True):
         for group, _, curves in lines:
             steps, mean, _, _ = _mean_curve(curves)
             axis.plot(steps, mean, color=colours[group.algorithm], label=group.label, linewidth=1.2)
@@ -250,8 +252,6 @@ def shared_training_curves(comparison: Comparison) -> bytes | None:
         axis.set_xlabel("step", fontsize=8)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, ncols=2)
-    for axis in list(axes.flat)[len(panels) :]:
-        axis.axis("off")
     figure.tight_layout()
     return _png(figure)
 
